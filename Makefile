@@ -1,0 +1,42 @@
+# vaezoo: `make demo` and `make test` set everything up themselves (venv, packages, data).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PLUGIN_PROJECTS := $(wildcard plugins/*/pyproject.toml)
+DATA_PACKAGES := dataset-fashion-mnist wordnet-base klettres-data
+DEMO_RUN ?= runs/demo
+
+.PHONY: install data test demo clean
+
+install: $(STAMP)
+
+# Re-installs when the core's or any plugin's pyproject.toml changes.
+$(STAMP): pyproject.toml $(PLUGIN_PROJECTS)
+	@$(MAKE) --no-print-directory data
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]' $(foreach p,$(PLUGIN_PROJECTS),-e ./$(dir $(p)))
+	touch $(STAMP)
+
+# The packaged data sets (see README); installed when running as root and missing.
+data:
+	@missing=""; for p in $(DATA_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	else \
+		echo "note: Debian packages$$missing are missing; install them as root for the recipes and the demo"; \
+	fi
+
+test: install
+	$(BIN)/python -m pytest -q
+
+demo: install
+	rm -rf $(DEMO_RUN)
+	$(BIN)/vaezoo train fashion-mnist-quick --run-dir $(DEMO_RUN)
+	$(BIN)/vaezoo interpolate $(DEMO_RUN) --method spherical
+	@echo "demo finished: open the PNG files in $(DEMO_RUN)/samples and the table in $(DEMO_RUN)/eval.json"
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,98 @@
+"""A tiny modality written only against the public plugin API, for the core's tests.
+
+Data: points on a noisy 2-D manifold embedded in ``dim`` dimensions (deterministic, built
+in memory). Model: MLP encoder, MLP decoder with a Gaussian likelihood of learned scale.
+Recipes name it by import path: ``modality = "tiny_modality:TinyVectors"`` (tests/ is on
+sys.path through conftest.py).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+import vaezoo
+from vaezoo import Gaussian, Modality, option
+
+
+@dataclass
+class TinyData:
+    n: int = option(256, min=8, help="examples in the training split")
+    dim: int = option(8, min=2, help="dimension of each vector")
+    noise: float = option(0.05, min=0.0)
+
+
+@dataclass
+class TinyModel:
+    hidden: int = option(32, min=1)
+
+
+def make_points(n: int, dim: int, noise: float, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    angle = torch.rand(n, generator=g) * 2 * math.pi
+    radius = 1 + 0.5 * torch.rand(n, generator=g)
+    base = torch.stack([radius * torch.cos(angle), radius * torch.sin(angle)], 1)
+    mix = torch.randn(2, dim, generator=torch.Generator().manual_seed(1234))
+    return base @ mix + noise * torch.randn(n, dim, generator=g)
+
+
+class Encoder(nn.Module):
+    def __init__(self, dim: int, hidden: int, latent: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.Tanh(), nn.Linear(hidden, 2 * latent))
+
+    def forward(self, batch):
+        mean, logvar = self.net(batch["x"]).chunk(2, -1)
+        return mean, logvar
+
+
+class Decoder(nn.Module):
+    def __init__(self, dim: int, hidden: int, latent: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(latent, hidden), nn.Tanh(), nn.Linear(hidden, dim))
+        self.log_scale = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, z):
+        return Gaussian(self.net(z), self.log_scale)
+
+
+class TinyVectors(Modality):
+    name = "tiny"
+    api_version = vaezoo.PLUGIN_API_VERSION
+    sections = {"data": TinyData, "model": TinyModel}
+    description = "vectors on a noisy ring, for tests"
+
+    def dataset(self, split):
+        d = self.recipe.data
+        n = d.n if split == "train" else max(8, d.n // 4)
+        seed = {"train": 0, "validation": 1, "test": 2}[split]
+        return TensorDataset(make_points(n, d.dim, d.noise, seed))
+
+    def collate(self, examples):
+        return {"x": torch.stack([e[0] for e in examples])}
+
+    def build_encoder(self):
+        return Encoder(self.recipe.data.dim, self.recipe.model.hidden, self.recipe.latent.dim)
+
+    def build_decoder(self):
+        return Decoder(self.recipe.data.dim, self.recipe.model.hidden, self.recipe.latent.dim)
+
+    def load_inputs(self, items):
+        rows = []
+        for item in items:
+            try:
+                rows.append([float(v) for v in item.split(",")])
+            except ValueError:
+                raise vaezoo.InputError(f"input {item!r}: expected {self.recipe.data.dim} comma-separated numbers") from None
+        return {"x": torch.tensor(rows)}
+
+    def write_samples(self, px, stem: Path):
+        path = Path(f"{stem}.csv")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(",".join(f"{v:.5f}" for v in row) for row in px.mean.tolist()) + "\n")
+        return [path]

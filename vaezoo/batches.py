@@ -1,0 +1,77 @@
+"""The batch convention shared by the core and every plugin.
+
+A batch is a ``dict``: ``"x"`` (required) holds the data the decoder models, with the
+batch on dimension 0; ``"mask"`` (optional, broadcastable to the likelihood's elements,
+1 = observed) marks missing values or padding; any other key (labels, lengths, raw text)
+is the plugin's own and rides along. Values are tensors or lists with one item per example.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+Batch = dict[str, Any]
+
+
+def as_batch(obj: Any) -> Batch:
+    """Accept a bare tensor as ``{"x": tensor}``; check that a dict has ``"x"``."""
+    if isinstance(obj, torch.Tensor):
+        return {"x": obj}
+    if isinstance(obj, dict) and "x" in obj:
+        return obj
+    raise TypeError(f"a batch must be a tensor or a dict with key 'x', got {type(obj).__name__}")
+
+
+def map_tensors(fn: Callable[[torch.Tensor], torch.Tensor], batch: Batch) -> Batch:
+    return {k: fn(v) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def to_device(batch: Batch, device: torch.device | str) -> Batch:
+    return map_tensors(lambda t: t.to(device, non_blocking=True), batch)
+
+
+def batch_size(batch: Batch) -> int:
+    return len(batch["x"])
+
+
+def repeat_batch(batch: Batch, k: int) -> Batch:
+    """Stack ``k`` copies along dim 0, sample-major: row ``i * N + n`` is example ``n``."""
+    if k == 1:
+        return batch
+    out = {}
+    for key, value in batch.items():
+        if isinstance(value, torch.Tensor):
+            out[key] = value.repeat(k, *([1] * (value.dim() - 1)))
+        elif isinstance(value, list):
+            out[key] = value * k
+        else:
+            out[key] = value
+    return out
+
+
+def slice_batch(batch: Batch, index: slice | list[int] | torch.Tensor) -> Batch:
+    out = {}
+    for key, value in batch.items():
+        if isinstance(value, torch.Tensor):
+            out[key] = value[index]
+        elif isinstance(value, list):
+            ids = range(len(value))[index] if isinstance(index, slice) else [int(i) for i in index]
+            out[key] = [value[i] for i in ids]
+        else:
+            out[key] = value
+    return out
+
+
+def concat_batches(batches: list[Batch]) -> Batch:
+    out = {}
+    for key in batches[0]:
+        values = [b[key] for b in batches]
+        if isinstance(values[0], torch.Tensor):
+            out[key] = torch.cat(values)
+        elif isinstance(values[0], list):
+            out[key] = [item for v in values for item in v]
+        else:
+            out[key] = values[0]
+    return out

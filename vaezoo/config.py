@@ -1,0 +1,234 @@
+"""Typed configuration from plain TOML tables.
+
+A config section is a dataclass whose fields say their type; ``option()`` adds a help text
+and the allowed range or choices. ``parse_section`` turns a TOML table into that dataclass
+and reports the first problem as a ``RecipeError`` naming the key and what is allowed:
+
+    @dataclass
+    class DataConfig:
+        path: Path = option(help="folder of images", must_exist=True)
+        size: int = option(28, min=4, help="side of the square the images are resized to")
+        color: Literal["gray", "rgb"] = option("gray")
+
+Supported field types: bool, int, float, str, pathlib.Path, Literal[...], list[T],
+``T | None`` and nested dataclasses (sub-tables). A dataclass may define ``check(self)``
+that raises ``ValueError`` for rules spanning several fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+from vaezoo.errors import RecipeError
+
+_MISSING = dataclasses.MISSING
+
+
+def option(
+    default: Any = _MISSING,
+    *,
+    help: str = "",
+    min: float | None = None,
+    max: float | None = None,
+    gt: float | None = None,
+    must_exist: bool = False,
+    default_factory: Any = _MISSING,
+) -> Any:
+    """A dataclass field with a help text and validation rules (inclusive ``min``/``max``, strict ``gt``)."""
+    metadata = {"help": help, "min": min, "max": max, "gt": gt, "must_exist": must_exist}
+    if default_factory is not _MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=metadata)
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def did_you_mean(word: str, allowed: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(allowed), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if tp is bool:
+        return "true or false"
+    if tp is int:
+        return "an integer"
+    if tp is float:
+        return "a number"
+    if tp is str:
+        return "a string"
+    if tp is Path:
+        return "a path (string)"
+    if origin is Literal:
+        return "one of " + ", ".join(repr(c) for c in typing.get_args(tp))
+    if origin in (list, tuple):
+        return f"a list of {_describe(typing.get_args(tp)[0]).removeprefix('an ').removeprefix('a ')}s"
+    if origin in (types.UnionType, typing.Union):
+        return " or ".join(_describe(a) for a in typing.get_args(tp) if a is not type(None))
+    if dataclasses.is_dataclass(tp):
+        return "a table"
+    return getattr(tp, "__name__", str(tp))
+
+
+class _Invalid(Exception):
+    pass
+
+
+def _coerce(value: Any, tp: Any, key: str, ctx: "_Context") -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (types.UnionType, typing.Union):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        for arg in args:
+            try:
+                return _coerce(value, arg, key, ctx)
+            except _Invalid:
+                continue
+        raise _Invalid
+    if origin is Literal:
+        if value in typing.get_args(tp) and type(value) is not bool:
+            return value
+        raise _Invalid
+    if origin in (list, tuple):
+        if not isinstance(value, list):
+            raise _Invalid
+        (item_type, *_) = typing.get_args(tp)
+        return [_coerce(v, item_type, key, ctx) for v in value]
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise _Invalid
+        return parse_section(tp, value, source=ctx.source, section=key, base_dir=ctx.base_dir, cli_keys=ctx.cli_keys)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise _Invalid
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise _Invalid
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise _Invalid
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise _Invalid
+    if tp is Path:
+        if not isinstance(value, str) or not value:
+            raise _Invalid
+        path = Path(value).expanduser()
+        if not path.is_absolute():
+            # Paths in a recipe file are relative to that file; paths given with --set to the shell.
+            path = (Path.cwd() if key in ctx.cli_keys else ctx.base_dir) / path
+        return path.resolve()
+    raise TypeError(f"config field {key} has an unsupported type {tp!r}")
+
+
+@dataclasses.dataclass
+class _Context:
+    source: str
+    base_dir: Path
+    cli_keys: frozenset[str]
+
+
+def _check_range(value: Any, meta: typing.Mapping[str, Any]) -> str | None:
+    numbers = value if isinstance(value, list) else [value]
+    for v in numbers:
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            continue
+        if meta.get("min") is not None and v < meta["min"]:
+            return f"must be >= {meta['min']}, got {v}"
+        if meta.get("max") is not None and v > meta["max"]:
+            return f"must be <= {meta['max']}, got {v}"
+        if meta.get("gt") is not None and v <= meta["gt"]:
+            return f"must be > {meta['gt']}, got {v}"
+    return None
+
+
+def parse_section(
+    cls: type,
+    table: Any,
+    *,
+    source: str,
+    section: str,
+    base_dir: Path | None = None,
+    cli_keys: typing.Iterable[str] = (),
+) -> Any:
+    """Validate ``table`` against the dataclass ``cls``; the first problem raises ``RecipeError``."""
+    ctx = _Context(source, base_dir or Path.cwd(), frozenset(cli_keys))
+    if not isinstance(table, dict):
+        raise RecipeError(source, f"[{section}]", f"must be a table, got {type(table).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key in table:
+        if key not in fields:
+            raise RecipeError(
+                source,
+                f"[{section}] {key}",
+                f"unknown key{did_you_mean(key, fields)}; allowed: {', '.join(fields)}",
+            )
+    values = {}
+    for name, f in fields.items():
+        dotted = f"{section}.{name}"
+        if name not in table:
+            if f.default is _MISSING and f.default_factory is _MISSING:
+                raise RecipeError(source, f"[{section}] {name}", f"is required ({_describe(hints[name])}): {f.metadata.get('help', '')}".rstrip(": "))
+            continue
+        try:
+            value = _coerce(table[name], hints[name], dotted, ctx)
+        except _Invalid:
+            raise RecipeError(
+                source, f"[{section}] {name}", f"expected {_describe(hints[name])}, got {table[name]!r}"
+            ) from None
+        problem = _check_range(value, f.metadata)
+        if problem:
+            raise RecipeError(source, f"[{section}] {name}", problem)
+        if f.metadata.get("must_exist") and isinstance(value, Path) and not value.exists():
+            raise RecipeError(source, f"[{section}] {name}", f"path does not exist: {value}")
+        values[name] = value
+    instance = cls(**values)
+    check = getattr(instance, "check", None)
+    if callable(check):
+        try:
+            check()
+        except ValueError as err:
+            raise RecipeError(source, f"[{section}]", str(err)) from None
+    return instance
+
+
+def to_table(instance: Any) -> dict:
+    """A config dataclass as a TOML-ready table: paths as strings, ``None`` left out."""
+    out = {}
+    for f in dataclasses.fields(instance):
+        value = getattr(instance, f.name)
+        if value is None:
+            continue
+        if dataclasses.is_dataclass(value):
+            value = to_table(value)
+        elif isinstance(value, Path):
+            value = str(value)
+        elif isinstance(value, list):
+            value = [str(v) if isinstance(v, Path) else v for v in value]
+        out[f.name] = value
+    return out
+
+
+def describe_section(cls: type) -> list[tuple[str, str, str, str]]:
+    """(key, type, default, help) rows, for --help texts and docs."""
+    hints = typing.get_type_hints(cls)
+    rows = []
+    for f in dataclasses.fields(cls):
+        if f.default is not _MISSING:
+            default = repr(f.default)
+        elif f.default_factory is not _MISSING:
+            default = repr(f.default_factory())
+        else:
+            default = "(required)"
+        rows.append((f.name, _describe(hints[f.name]), default, f.metadata.get("help", "")))
+    return rows

@@ -1,0 +1,98 @@
+"""Data plumbing shared by the trainer and plugins: seeded splits and resumable batching."""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+
+def split_indices(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Split ``range(n)`` into (rest, held_out) with ``round(fraction * n)`` held out, seeded."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    held = max(1, round(fraction * n)) if fraction > 0 and n > 1 else 0
+    return sorted(perm[held:]), sorted(perm[:held])
+
+
+class EpochBatchSampler(Sampler[list[int]]):
+    """Batches of a seeded permutation for one epoch, sharded over ranks, resumable.
+
+    The permutation depends on ``(seed, epoch)`` only, so a resumed run sees exactly the
+    batches the uninterrupted run saw; ``start`` skips batches already consumed. Every rank
+    gets the same number of batches (the permutation is padded by wrapping), as DDP needs.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        seed: int = 0,
+        epoch: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        drop_last: bool = True,
+        start: int = 0,
+    ):
+        self.n, self.batch_size, self.shuffle = n, batch_size, shuffle
+        self.seed, self.epoch, self.rank, self.world_size = seed, epoch, rank, world_size
+        self.drop_last, self.start = drop_last, start
+
+    def _indices(self) -> list[int]:
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(self.n, generator=g).tolist()
+        else:
+            order = list(range(self.n))
+        per_rank = -(-self.n // self.world_size)
+        order = (order * (1 + per_rank * self.world_size // max(1, self.n)))[: per_rank * self.world_size]
+        return order[self.rank :: self.world_size]
+
+    def _batches(self) -> list[list[int]]:
+        idx = self._indices()
+        full = len(idx) // self.batch_size
+        # Dropping the ragged tail keeps batch statistics uniform, unless that leaves nothing.
+        drop = self.drop_last and full > 0
+        count = full if drop else -(-len(idx) // self.batch_size)
+        return [idx[i * self.batch_size : (i + 1) * self.batch_size] for i in range(count)]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self._batches()[self.start :])
+
+    def __len__(self) -> int:
+        return max(0, len(self._batches()) - self.start)
+
+    def total(self) -> int:
+        """Batches in the whole epoch, ignoring ``start``."""
+        return len(self._batches())
+
+
+def make_loader(
+    dataset: Dataset,
+    collate: Callable,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    seed: int = 0,
+    epoch: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    start: int = 0,
+    drop_last: bool = False,
+    num_workers: int = 0,
+) -> DataLoader:
+    sampler = EpochBatchSampler(
+        len(dataset), batch_size, shuffle=shuffle, seed=seed, epoch=epoch, rank=rank,
+        world_size=world_size, drop_last=drop_last, start=start,
+    )
+    # Worker seeds come from this generator, not the global RNG, so loading never shifts training noise.
+    generator = torch.Generator().manual_seed(seed * 7919 + epoch)
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers, generator=generator)
+
+
+def first_examples(dataset: Dataset, collate: Callable, n: int) -> Sequence:
+    """The first ``n`` examples of a dataset, collated into one batch."""
+    n = min(n, len(dataset))
+    return collate([dataset[i] for i in range(n)])

@@ -1,0 +1,135 @@
+"""Decoder distributions p(x|z).
+
+A decoder returns one of these (or any object with the same three members):
+
+- ``log_prob(x, mask=None)``: log p(x|z) summed over every non-batch dimension, shape ``[N]``.
+  ``mask`` (broadcastable to the per-element log-probabilities, 1 = observed, 0 = missing or
+  padding) drops entries from the sum; this is how missing values and padding are handled.
+- ``mean``: the expected value of x (what image and audio writers show).
+- ``sample(generator=None)``: a draw of x.
+
+Dimension 0 is always the batch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+class Likelihood:
+    """Shared masking and per-example summation; subclasses give element-wise log-densities."""
+
+    def elementwise_log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def log_prob(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        lp = self.elementwise_log_prob(x)
+        if mask is not None:
+            # where() rather than a product so that a NaN or inf in a missing entry cannot leak in.
+            lp = torch.where(mask.to(torch.bool).expand_as(lp), lp, torch.zeros_like(lp))
+        return lp.reshape(lp.shape[0], -1).sum(-1)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class Bernoulli(Likelihood):
+    """Bernoulli with logits; x may be binary or an intensity in [0, 1] (continuous cross-entropy)."""
+
+    def __init__(self, logits: torch.Tensor):
+        self.logits = logits
+
+    def elementwise_log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        return -F.binary_cross_entropy_with_logits(self.logits, x.to(self.logits.dtype), reduction="none")
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return torch.sigmoid(self.logits)
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.bernoulli(self.mean, generator=generator)
+
+
+class Gaussian(Likelihood):
+    """Normal(loc, exp(log_scale)); ``log_scale`` broadcasts (a fixed scalar or a learned tensor)."""
+
+    def __init__(self, loc: torch.Tensor, log_scale: torch.Tensor | float = 0.0):
+        self.loc = loc
+        self.log_scale = torch.as_tensor(log_scale, dtype=loc.dtype, device=loc.device)
+
+    def elementwise_log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        z = (x - self.loc) * torch.exp(-self.log_scale)
+        return -0.5 * z**2 - self.log_scale - 0.5 * math.log(2 * math.pi)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.loc
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        eps = torch.randn(self.loc.shape, generator=generator, dtype=self.loc.dtype, device=self.loc.device)
+        return self.loc + torch.exp(self.log_scale) * eps
+
+
+class Laplace(Likelihood):
+    """Laplace(loc, exp(log_scale)): an L1 reconstruction term with a proper normaliser."""
+
+    def __init__(self, loc: torch.Tensor, log_scale: torch.Tensor | float = 0.0):
+        self.loc = loc
+        self.log_scale = torch.as_tensor(log_scale, dtype=loc.dtype, device=loc.device)
+
+    def elementwise_log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        return -(x - self.loc).abs() * torch.exp(-self.log_scale) - self.log_scale - math.log(2.0)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.loc
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        u = torch.rand(self.loc.shape, generator=generator, dtype=self.loc.dtype, device=self.loc.device)
+        u = u.clamp(torch.finfo(u.dtype).tiny, 1.0) - 0.5
+        return self.loc - torch.exp(self.log_scale) * u.sign() * torch.log1p(-2 * u.abs())
+
+
+class Categorical(Likelihood):
+    """Categorical over the last dimension of ``logits`` (e.g. ``[N, T, V]`` for tokens).
+
+    ``pad_index`` masks every position whose target equals it, on top of any explicit mask.
+    """
+
+    def __init__(self, logits: torch.Tensor, pad_index: int | None = None):
+        self.logits = logits
+        self.pad_index = pad_index
+
+    def elementwise_log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        logp = torch.log_softmax(self.logits.float(), dim=-1)
+        return logp.gather(-1, x.long().unsqueeze(-1)).squeeze(-1)
+
+    def log_prob(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.pad_index is not None:
+            not_pad = x != self.pad_index
+            mask = not_pad if mask is None else mask.to(torch.bool) & not_pad
+        return super().log_prob(x, mask)
+
+    @property
+    def probs(self) -> torch.Tensor:
+        return torch.softmax(self.logits, dim=-1)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """Expected one-hot vector, i.e. the class probabilities."""
+        return self.probs
+
+    @property
+    def mode(self) -> torch.Tensor:
+        return self.logits.argmax(-1)
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        flat = self.probs.reshape(-1, self.logits.shape[-1])
+        return torch.multinomial(flat, 1, generator=generator).reshape(self.logits.shape[:-1])

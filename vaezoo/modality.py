@@ -1,0 +1,101 @@
+"""The modality protocol: what a plugin implements so the core can train and use it.
+
+Subclass ``Modality`` (or provide a class with the same members) and register it in the
+``vaezoo.modalities`` entry-point group. The core builds one instance per command with the
+resolved recipe and the run directory, then calls the methods below. Shapes use N for the
+batch and D for the latent size; a batch is a dict (see ``vaezoo.batches``).
+
+Plugin-API version 1. A plugin states the version it was written for in ``api_version``;
+the core loads plugins whose version equals ``PLUGIN_API_VERSION`` and reports the others
+as incompatible.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Sequence
+
+import torch
+from safetensors.torch import save_file
+from torch import nn
+from torch.utils.data import Dataset, default_collate
+
+from vaezoo.batches import Batch, as_batch
+from vaezoo.errors import InputError
+
+if TYPE_CHECKING:
+    from vaezoo.model import VAE
+    from vaezoo.recipes import Recipe
+
+PLUGIN_API_VERSION = 1
+SPLITS = ("train", "validation", "test")
+
+
+class Modality:
+    #: the name recipes use in ``modality = "..."``
+    name: ClassVar[str] = ""
+    #: the plugin-API version this plugin was written for
+    api_version: ClassVar[int] = PLUGIN_API_VERSION
+    #: recipe sections owned by the plugin: section name -> config dataclass (see vaezoo.config)
+    sections: ClassVar[dict[str, type]] = {}
+    #: one line shown by ``vaezoo plugins``
+    description: ClassVar[str] = ""
+
+    def __init__(self, recipe: "Recipe", run_dir: Path | None = None):
+        self.recipe = recipe
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+
+    # -- data -------------------------------------------------------------------------------
+    def fit(self, run_dir: Path) -> None:
+        """Learn data-dependent state (a vocabulary, normalisation statistics) from the
+        training split and save it under ``run_dir``. Called once, on rank 0, before training;
+        every later instance for this run can read it from ``self.run_dir``."""
+
+    def dataset(self, split: str) -> Dataset:
+        """A map-style dataset for ``split`` in ("train", "validation", "test")."""
+        raise NotImplementedError
+
+    def collate(self, examples: Sequence[Any]) -> Batch:
+        """Turn a list of dataset items into a batch dict with at least ``"x"``."""
+        return as_batch(default_collate(list(examples)))
+
+    def load_inputs(self, items: Sequence[str]) -> Batch:
+        """Turn command-line inputs (file paths, sentences) into a batch for reconstruct,
+        interpolate and encode. Raise ``vaezoo.InputError`` naming the bad item."""
+        raise InputError(f"the {self.name!r} modality takes no inputs on the command line; use --split instead")
+
+    # -- networks ---------------------------------------------------------------------------
+    def build_encoder(self) -> nn.Module:
+        """``encoder(batch) -> (mean, logvar)``, each ``[N, D]`` with D = recipe.latent.dim."""
+        raise NotImplementedError
+
+    def build_decoder(self) -> nn.Module:
+        """``decoder(z) -> distribution`` for z ``[M, D]``: an object with ``log_prob(x, mask)``
+        (summed per example, ``[M]``), ``mean`` and ``sample()``; see ``vaezoo.likelihoods``."""
+        raise NotImplementedError
+
+    # -- outputs a person can open -----------------------------------------------------------
+    def write_samples(self, px: Any, stem: Path) -> list[Path]:
+        """Save decoded prior samples; ``stem`` is a path without extension. Return the files."""
+        return _save_means({"mean": px.mean}, stem)
+
+    def write_reconstructions(self, batch: Batch, px: Any, stem: Path) -> list[Path]:
+        """Save inputs beside their reconstructions."""
+        return _save_means({"input": batch["x"], "reconstruction": px.mean}, stem)
+
+    def write_interpolations(self, px: Any, steps: int, stem: Path) -> list[Path]:
+        """Save interpolations: ``px`` holds ``pairs * steps`` decodings, row-major per pair."""
+        return _save_means({"mean": px.mean}, stem)
+
+    # -- evaluation -------------------------------------------------------------------------
+    def extra_metrics(self, vae: "VAE", batches: Iterable[Batch], base: dict[str, float]) -> dict[str, float]:
+        """Modality-specific figures added to the eval table (e.g. perplexity). ``base`` holds
+        the core's results (elbo, iw_nll, kl, ...)."""
+        return {}
+
+
+def _save_means(tensors: dict[str, torch.Tensor], stem: Path) -> list[Path]:
+    path = Path(f"{stem}.safetensors")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().float().cpu().contiguous() for k, v in tensors.items()}, str(path))
+    return [path]

@@ -1,0 +1,112 @@
+"""Plugin registry: modalities found through the ``vaezoo.modalities`` entry-point group.
+
+Discovery never raises: a plugin that fails to import, is not a modality, or targets
+another plugin-API version is listed with its status and reason, and only a command that
+asks for that modality fails (with a clear message). A recipe may also name a modality by
+import path, ``"package.module:ClassName"``, which is handy while writing a plugin.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib.metadata import entry_points
+from typing import Literal
+
+from vaezoo.config import did_you_mean
+from vaezoo.errors import PluginError
+from vaezoo.modality import PLUGIN_API_VERSION
+
+ENTRY_POINT_GROUP = "vaezoo.modalities"
+REQUIRED_MEMBERS = ("name", "api_version", "sections", "dataset", "build_encoder", "build_decoder")
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    target: str                       # "module:attribute" the entry point names
+    distribution: str | None
+    version: str | None
+    api_version: int | None
+    location: str | None
+    status: Literal["ok", "incompatible", "broken"]
+    error: str | None = None
+    modality: type | None = None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
+def _inspect(name: str, target: str, dist: str | None, version: str | None, loader) -> PluginInfo:
+    info = PluginInfo(name, target, dist, version, None, None, "broken")
+    try:
+        obj = loader()
+    except Exception as err:  # a plugin may fail in any way; report it, never crash discovery
+        info.error = _first_line(err)
+        spec = importlib.util.find_spec(target.split(":")[0].split(".")[0]) if "." in target or ":" in target else None
+        info.location = getattr(spec, "origin", None) if spec else None
+        return info
+    module = sys.modules.get(getattr(obj, "__module__", ""), None)
+    info.location = getattr(module, "__file__", None)
+    missing = [m for m in REQUIRED_MEMBERS if not hasattr(obj, m)]
+    if missing:
+        info.error = f"{target} is not a modality: it lacks {', '.join(missing)}"
+        return info
+    info.api_version = obj.api_version
+    if obj.api_version != PLUGIN_API_VERSION:
+        info.status = "incompatible"
+        info.error = f"written for plugin API {obj.api_version}; this vaezoo provides API {PLUGIN_API_VERSION}"
+        return info
+    info.status = "ok"
+    info.modality = obj
+    return info
+
+
+@lru_cache(maxsize=1)
+def discover() -> dict[str, PluginInfo]:
+    """All modalities registered in the entry-point group, keyed by entry-point name."""
+    found: dict[str, PluginInfo] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        dist = ep.dist.metadata["Name"] if ep.dist is not None else None
+        version = ep.dist.version if ep.dist is not None else None
+        found[ep.name] = _inspect(ep.name, ep.value, dist, version, ep.load)
+    return dict(sorted(found.items()))
+
+
+def refresh() -> None:
+    """Forget cached discovery results (after installing a plugin in the same process)."""
+    discover.cache_clear()
+    importlib.invalidate_caches()
+
+
+def _load_import_path(target: str):
+    module_name, _, attr = target.partition(":")
+    module = importlib.import_module(module_name)
+    obj = module
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def plugin_info(name: str) -> PluginInfo:
+    """The registry entry for ``name`` (an entry-point name or "module:Class")."""
+    if ":" in name:
+        return _inspect(name, name, None, None, lambda: _load_import_path(name))
+    plugins = discover()
+    if name not in plugins:
+        installed = ", ".join(plugins) or "none"
+        raise PluginError(f"unknown modality {name!r}{did_you_mean(name, plugins)}; installed: {installed}")
+    return plugins[name]
+
+
+def get_modality(name: str) -> type:
+    """The modality class for ``name``, or a ``PluginError`` saying why it cannot be used."""
+    info = plugin_info(name)
+    if info.status != "ok":
+        raise PluginError(f"modality {name!r} cannot be used ({info.status}): {info.error}")
+    return info.modality

@@ -1,0 +1,253 @@
+"""Recipes: one TOML file describes a whole run, validated into typed config.
+
+    modality = "image"          # entry-point name, or "package.module:Class"
+    name = "fashion-mnist-quick"
+    seed = 0
+    [latent]    dim of z                        (core)
+    [objective] ELBO / IWAE, beta, KL schedule, free bits (core)
+    [train]     optimiser, schedule, epochs ...   (core)
+    [eval]      importance samples, split ...     (core)
+    [data], [model], ...                          (the modality's own sections)
+
+``--set section.key=value`` overrides any key; the value is read as a TOML value, and a
+bare word that is not valid TOML is taken as a string. Relative paths in a recipe file are
+relative to that file; relative paths given with ``--set`` are relative to the shell.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import tomli_w
+
+from vaezoo.config import did_you_mean, option, parse_section, to_table
+from vaezoo.errors import PluginError, RecipeError
+from vaezoo.plugins import get_modality
+
+
+@dataclass
+class LatentConfig:
+    dim: int = option(16, min=1, help="size of the latent vector z")
+
+
+@dataclass
+class ObjectiveConfig:
+    kind: Literal["elbo", "iwae"] = option("elbo", help="training objective")
+    beta: float = option(1.0, min=0.0, help="weight of the KL term (its maximum under a schedule)")
+    iwae_samples: int = option(5, min=1, help="importance samples k for kind = 'iwae'")
+    free_bits: float = option(0.0, min=0.0, help="KL floor per latent dimension in nats (0 = off)")
+    kl_schedule: Literal["constant", "linear", "cyclical", "logistic"] = option("constant", help="how beta moves with the step")
+    kl_start: float = option(0.0, min=0.0, max=1.0, help="fraction of beta at the start of a linear or cyclical ramp")
+    kl_warmup_steps: int = option(0, min=0, help="linear: steps to reach beta")
+    kl_period: int = option(1000, min=1, help="cyclical: steps per cycle")
+    kl_ratio: float = option(0.5, gt=0.0, max=1.0, help="cyclical: fraction of each cycle spent rising")
+    kl_midpoint: int = option(2500, min=0, help="logistic: step at which beta is half its maximum")
+    kl_steepness: float = option(0.0025, gt=0.0, help="logistic: slope of the curve")
+
+    def check(self) -> None:
+        if self.kind == "iwae" and self.free_bits > 0:
+            raise ValueError("free_bits works with kind = 'elbo' only; set free_bits = 0 or kind = 'elbo'")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = option(10, min=1, help="passes over the training split")
+    max_steps: int = option(0, min=0, help="stop after this many optimiser steps (0 = no cap)")
+    batch_size: int = option(64, min=1, help="examples per micro-batch (per process under DDP)")
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = option("adam")
+    lr: float = option(1e-3, gt=0.0, help="peak learning rate")
+    weight_decay: float = option(0.0, min=0.0)
+    betas: list[float] = option([0.9, 0.999], min=0.0, max=1.0, help="Adam/AdamW betas")
+    momentum: float = option(0.9, min=0.0, max=1.0, help="SGD/RMSprop momentum")
+    lr_schedule: Literal["constant", "cosine", "linear"] = option("constant", help="decay after warmup")
+    warmup_steps: int = option(0, min=0, help="linear learning-rate warmup")
+    min_lr_factor: float = option(0.0, min=0.0, max=1.0, help="final lr as a fraction of the peak")
+    grad_clip: float = option(0.0, min=0.0, help="clip the global gradient norm to this (0 = off)")
+    grad_accum: int = option(1, min=1, help="micro-batches per optimiser step")
+    bf16: bool = option(False, help="run forward passes under bfloat16 autocast")
+    device: str = option("auto", help="'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+    threads: int = option(0, min=0, help="torch CPU threads (0 = torch's default)")
+    num_workers: int = option(0, min=0, help="DataLoader worker processes")
+    eval_every: int = option(0, min=0, help="validate every N steps (0 = at the end of each epoch)")
+    val_max_examples: int = option(0, min=0, help="validate on at most this many examples (0 = all)")
+    checkpoint_every: int = option(0, min=0, help="extra checkpoint every N steps (0 = at each validation)")
+    early_stopping_patience: int = option(0, min=0, help="stop after N validations without improvement (0 = off)")
+    early_stopping_min_delta: float = option(0.0, min=0.0, help="smallest loss decrease that counts as improvement")
+    log_every: int = option(50, min=1, help="steps between training-metric records")
+    samples: int = option(64, min=0, help="prior samples written to samples/ at the end (0 = none)")
+    tensorboard: bool = option(True, help="also write TensorBoard event files")
+
+    def check(self) -> None:
+        if len(self.betas) != 2:
+            raise ValueError(f"betas: expected two numbers, got {self.betas}")
+        device = self.device
+        if not (device in ("auto", "cpu", "cuda", "mps") or (device.startswith("cuda:") and device[5:].isdigit())):
+            raise ValueError(f"device: expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}")
+
+
+@dataclass
+class EvalConfig:
+    split: Literal["test", "validation", "train"] = option("test", help="split evaluated at the end and by `vaezoo eval`")
+    iw_samples: int = option(100, min=0, help="importance samples k for the IW-NLL (0 = skip it)")
+    batch_size: int = option(100, min=1)
+    chunk_size: int = option(100, min=1, help="importance samples decoded at once (memory bound)")
+    max_examples: int = option(0, min=0, help="evaluate at most this many examples (0 = all)")
+    at_end: bool = option(True, help="evaluate when training finishes and write eval.json")
+
+
+CORE_SECTIONS: dict[str, type] = {
+    "latent": LatentConfig,
+    "objective": ObjectiveConfig,
+    "train": TrainConfig,
+    "eval": EvalConfig,
+}
+TOP_LEVEL = ("modality", "name", "seed")
+
+
+@dataclass
+class Recipe:
+    modality: str
+    name: str
+    seed: int
+    latent: LatentConfig
+    objective: ObjectiveConfig
+    train: TrainConfig
+    eval: EvalConfig
+    sections: dict[str, Any] = field(default_factory=dict)   # the modality's own sections
+    source: str = "<recipe>"
+
+    def __getattr__(self, item: str) -> Any:
+        # The modality's sections read like the core's: recipe.data, recipe.model ...
+        sections = self.__dict__.get("sections", {})
+        if item in sections:
+            return sections[item]
+        raise AttributeError(item)
+
+    def to_dict(self) -> dict:
+        out: dict[str, Any] = {"modality": self.modality, "name": self.name, "seed": self.seed}
+        for key in CORE_SECTIONS:
+            out[key] = to_table(getattr(self, key))
+        for key, value in self.sections.items():
+            out[key] = to_table(value)
+        return out
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(self.to_dict())
+
+
+def parse_value(text: str) -> Any:
+    """A --set value: a TOML value if it parses as one, else the bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(raw: dict, overrides: Sequence[str]) -> tuple[dict, set[str]]:
+    """Apply ``section.key=value`` strings to a raw recipe table; returns the table and the dotted keys set."""
+    keys = set()
+    for expr in overrides:
+        dotted, sep, text = expr.partition("=")
+        dotted = dotted.strip()
+        if not sep or not dotted or any(not part for part in dotted.split(".")):
+            raise RecipeError("--set", expr, "expected section.key=value, e.g. --set train.lr=3e-4")
+        table = raw
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = table.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise RecipeError("--set", dotted, f"{part!r} is a value, not a table")
+            table = node
+        table[leaf] = parse_value(text.strip())
+        keys.add(dotted)
+    return raw, keys
+
+
+def build_recipe(raw: dict, *, source: str, base_dir: Path, cli_keys: set[str] = frozenset()) -> Recipe:
+    """Validate a raw recipe table (after overrides) into a ``Recipe``."""
+    modality = raw.get("modality")
+    if modality is None:
+        raise RecipeError(source, "modality", "is required: the name of an installed modality plugin (see `vaezoo plugins`)")
+    if not isinstance(modality, str):
+        raise RecipeError(source, "modality", f"expected a string, got {modality!r}")
+    try:
+        plugin = get_modality(modality)
+    except PluginError as err:
+        raise RecipeError(source, "modality", str(err)) from None
+
+    allowed = list(TOP_LEVEL) + list(CORE_SECTIONS) + list(plugin.sections)
+    for key in raw:
+        if key not in allowed:
+            raise RecipeError(source, key, f"unknown key{did_you_mean(key, allowed)}; allowed: {', '.join(allowed)}")
+    name = raw.get("name", Path(source).stem)
+    if not isinstance(name, str) or not name:
+        raise RecipeError(source, "name", f"expected a non-empty string, got {name!r}")
+    seed = raw.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise RecipeError(source, "seed", f"expected an integer >= 0, got {seed!r}")
+
+    def section(key: str, cls: type) -> Any:
+        return parse_section(cls, raw.get(key, {}), source=source, section=key, base_dir=base_dir, cli_keys=cli_keys)
+
+    core = {key: section(key, cls) for key, cls in CORE_SECTIONS.items()}
+    own = {key: section(key, cls) for key, cls in plugin.sections.items()}
+    return Recipe(modality=modality, name=name, seed=seed, sections=own, source=source, **core)
+
+
+def read_toml(path: Path, source: str | None = None) -> dict:
+    source = source or str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecipeError(source, None, "file not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise RecipeError(source, None, f"cannot read: {err}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise RecipeError(source, None, f"not valid TOML: {err}") from None
+
+
+def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
+    """Read, override and validate a recipe file."""
+    path = Path(path)
+    raw, keys = apply_overrides(read_toml(path), overrides)
+    return build_recipe(raw, source=str(path), base_dir=path.resolve().parent, cli_keys=keys)
+
+
+def recipe_dirs() -> list[Path]:
+    """Where `vaezoo recipes` and recipe names look: $VAEZOO_RECIPES, ./recipes, the source tree's recipes/."""
+    dirs = []
+    if os.environ.get("VAEZOO_RECIPES"):
+        dirs.append(Path(os.environ["VAEZOO_RECIPES"]))
+    dirs.append(Path.cwd() / "recipes")
+    dirs.append(Path(__file__).resolve().parent.parent / "recipes")
+    seen, out = set(), []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in seen:
+            seen.add(d.resolve())
+            out.append(d)
+    return out
+
+
+def list_recipes() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for d in recipe_dirs():
+        for path in sorted(d.glob("*.toml")):
+            found.setdefault(path.stem, path)
+    return found
+
+
+def resolve_recipe_path(name_or_path: str) -> Path:
+    """A recipe file path, or the name of a recipe in the recipe folders."""
+    path = Path(name_or_path)
+    if path.exists() or path.suffix == ".toml" or "/" in name_or_path:
+        return path
+    known = list_recipes()
+    if name_or_path in known:
+        return known[name_or_path]
+    raise RecipeError(name_or_path, None, f"no such file or recipe{did_you_mean(name_or_path, known)}; recipes: {', '.join(known) or 'none'}")

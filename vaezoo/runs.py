@@ -1,0 +1,95 @@
+"""Building a model from a recipe, and opening a finished (or interrupted) run directory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Sequence
+
+import torch
+
+from vaezoo import __version__
+from vaezoo.checkpoints import BEST, MODEL, RECIPE, load_weights
+from vaezoo.errors import RunDirError
+from vaezoo.modality import Modality
+from vaezoo.model import VAE
+from vaezoo.plugins import get_modality, plugin_info
+from vaezoo.recipes import Recipe, apply_overrides, build_recipe, read_toml
+
+
+def build_modality(recipe: Recipe, run_dir: Path | None) -> Modality:
+    return get_modality(recipe.modality)(recipe, run_dir)
+
+
+def build_vae(modality: Modality) -> VAE:
+    return VAE(modality.build_encoder(), modality.build_decoder(), modality.recipe.latent.dim)
+
+
+def weights_metadata(recipe: Recipe, **extra) -> dict[str, str]:
+    """What model.safetensors records about where it came from."""
+    info = plugin_info(recipe.modality)
+    meta = {
+        "format": "vaezoo",
+        "vaezoo_version": __version__,
+        "modality": recipe.modality,
+        "plugin_distribution": info.distribution or "",
+        "plugin_version": info.version or "",
+        "plugin_api_version": str(info.api_version),
+        "latent_dim": str(recipe.latent.dim),
+    }
+    meta.update({k: str(v) for k, v in extra.items()})
+    return meta
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RunDirError(f"device {name!r} was asked for, but no CUDA device is available; use 'cpu' or 'auto'")
+    return device
+
+
+@dataclass
+class Run:
+    path: Path
+    recipe: Recipe
+    modality: Modality
+    vae: VAE
+    metadata: dict[str, str]
+    device: torch.device
+
+
+def load_recipe_of_run(run_dir: Path, overrides: Sequence[str] = ()) -> Recipe:
+    recipe_path = run_dir / RECIPE
+    if not run_dir.is_dir():
+        raise RunDirError(f"{run_dir}: not a run directory (it does not exist)")
+    if not recipe_path.exists():
+        raise RunDirError(f"{run_dir}: not a run directory ({RECIPE} is missing)")
+    raw, keys = apply_overrides(read_toml(recipe_path), overrides)
+    return build_recipe(raw, source=str(recipe_path), base_dir=run_dir.resolve(), cli_keys=keys)
+
+
+def open_run(
+    run_dir: str | Path,
+    *,
+    weights: Literal["best", "last"] = "best",
+    overrides: Sequence[str] = (),
+    device: str = "auto",
+) -> Run:
+    """Rebuild the model of a run and load its weights (best falls back to last)."""
+    run_dir = Path(run_dir)
+    recipe = load_recipe_of_run(run_dir, overrides)
+    modality = build_modality(recipe, run_dir)
+    vae = build_vae(modality)
+    path = run_dir / (BEST if weights == "best" else MODEL)
+    if not path.exists():
+        path = run_dir / MODEL
+    if not path.exists():
+        raise RunDirError(f"{run_dir}: no weights yet ({MODEL} is missing); train it first")
+    metadata = load_weights(vae, path)
+    if metadata.get("modality") not in (None, recipe.modality):
+        raise RunDirError(f"{path}: weights are for modality {metadata['modality']!r}, the recipe says {recipe.modality!r}")
+    target = pick_device(device)
+    vae.to(target).eval()
+    return Run(run_dir, recipe, modality, vae, metadata, target)

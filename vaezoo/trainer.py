@@ -1,0 +1,432 @@
+"""One training loop for every modality.
+
+Reads like nanoGPT's: build, then ``for epoch: for batch: forward, backward, step``, with
+the chores around it kept in small helpers: beta and learning rate are pure functions of
+the step (``vaezoo.schedules``), batches come from a seeded sampler per epoch, and the
+checkpoint holds everything needed to continue bit-for-bit on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from vaezoo.batches import to_device
+from vaezoo.checkpoints import (
+    BEST,
+    EVAL,
+    METRICS,
+    MODEL,
+    RECIPE,
+    load_trainer_state,
+    load_weights,
+    save_trainer_state,
+    save_weights,
+    truncate_metrics,
+    write_json,
+    write_text,
+)
+from vaezoo.data import first_examples, make_loader
+from vaezoo.distributed import DistContext, init_distributed
+from vaezoo.errors import RunDirError, TrainingDiverged
+from vaezoo.estimators import EvalResult, evaluate
+from vaezoo.recipes import Recipe
+from vaezoo.runs import build_modality, build_vae, pick_device, weights_metadata
+from vaezoo.schedules import KLSchedule, LRSchedule
+
+
+def make_optimizer(params, cfg) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
+
+
+def kl_schedule(recipe: Recipe) -> KLSchedule:
+    o = recipe.objective
+    return KLSchedule(o.kl_schedule, o.beta, o.kl_start, o.kl_warmup_steps, o.kl_period, o.kl_ratio, o.kl_midpoint, o.kl_steepness)
+
+
+class MetricsLog:
+    """metrics.jsonl plus TensorBoard scalars; silent on ranks other than 0."""
+
+    def __init__(self, run_dir: Path, enabled: bool, tensorboard: bool):
+        self.path = run_dir / METRICS
+        self.enabled = enabled
+        self.tb = None
+        if enabled and tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(run_dir / "tensorboard"))
+
+    def write(self, record: dict) -> None:
+        if not self.enabled:
+            return
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key not in ("step", "epoch"):
+                    self.tb.add_scalar(f"{record['split']}/{key}", value, record["step"])
+            self.tb.flush()
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+@dataclass
+class Progress:
+    """Where the loop is; saved in trainer_state.json."""
+
+    step: int = 0                    # optimiser steps taken
+    epoch: int = 0                   # current epoch (0-based)
+    batch_in_epoch: int = 0          # micro-batches of this epoch already consumed
+    best_loss: float = math.inf      # best validation loss (-ELBO) so far
+    best_step: int = -1
+    bad_validations: int = 0         # validations since the last improvement
+    window: dict = field(default_factory=dict)  # running sums for the next train record
+
+    def as_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["best_loss"] = None if math.isinf(self.best_loss) else self.best_loss
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Progress":
+        d = dict(d)
+        d["best_loss"] = math.inf if d.get("best_loss") is None else d["best_loss"]
+        return cls(**d)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    steps: int
+    epochs_completed: int
+    stopped_early: bool
+    interrupted: bool
+    best_validation_loss: float | None
+    eval: EvalResult | None
+    files: list[Path]
+
+
+class Trainer:
+    """Train ``recipe`` into ``run_dir`` (a new folder), or continue the run in ``run_dir``.
+
+    ``on_step(trainer, record)`` is called after every optimiser step with the step's
+    numbers; calling ``trainer.request_stop()`` from it (or pressing Ctrl-C) ends the run
+    after the current step with a checkpoint that ``--resume`` continues exactly.
+    """
+
+    def __init__(
+        self,
+        recipe: Recipe,
+        run_dir: Path,
+        *,
+        resume: bool = False,
+        on_step: Callable[["Trainer", dict], None] | None = None,
+        progress_bar: bool = True,
+        echo: Callable[[str], None] = lambda msg: tqdm.write(msg, file=sys.stderr),
+    ):
+        self.recipe = recipe
+        self.run_dir = Path(run_dir)
+        self.resume = resume
+        self.on_step = on_step
+        self.progress_bar = progress_bar
+        self.echo = echo
+        self._stop_requested = False
+        self._saved_step: int | None = None
+
+    def request_stop(self) -> None:
+        self._stop_requested = True
+
+    # -- set-up ------------------------------------------------------------------------------
+    def _prepare_run_dir(self, ctx: DistContext) -> None:
+        if self.resume:
+            if not (self.run_dir / MODEL).exists():
+                raise RunDirError(f"{self.run_dir}: nothing to resume ({MODEL} is missing)")
+            return
+        if self.run_dir.exists() and any(self.run_dir.iterdir()):
+            raise RunDirError(
+                f"{self.run_dir}: folder exists and is not empty; choose another --run-dir or continue it with --resume"
+            )
+        if ctx.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_text(self.run_dir / RECIPE, self.recipe.to_toml())
+
+    def _validate(self, vae, val_loader_fn, device) -> EvalResult:
+        cfg = self.recipe.train
+        return evaluate(
+            vae, val_loader_fn(), iw_samples=0, max_examples=cfg.val_max_examples or None,
+            device=device, seed=self.recipe.seed,
+        )
+
+    # -- the loop ----------------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        recipe, cfg = self.recipe, self.recipe.train
+        device = pick_device(cfg.device)
+        ctx = init_distributed(device.type)
+        if ctx.enabled and device.type == "cuda":
+            device = torch.device("cuda", ctx.local_rank)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self._prepare_run_dir(ctx)
+        ctx.barrier()
+
+        modality = build_modality(recipe, self.run_dir)
+        if ctx.is_main and not self.resume:
+            modality.fit(self.run_dir)
+        ctx.barrier()
+
+        torch.manual_seed(recipe.seed)
+        vae = build_vae(modality).to(device)
+        optimizer = make_optimizer(vae.parameters(), cfg)
+        model = DistributedDataParallel(vae) if ctx.enabled else vae
+
+        train_set = modality.dataset("train")
+        val_set = modality.dataset("validation")
+        collate = modality.collate
+
+        def train_loader(epoch: int, start: int):
+            return make_loader(
+                train_set, collate, cfg.batch_size, shuffle=True, seed=recipe.seed, epoch=epoch,
+                rank=ctx.rank, world_size=ctx.world_size, start=start, drop_last=True, num_workers=cfg.num_workers,
+            )
+
+        def val_loader():
+            return make_loader(val_set, collate, recipe.eval.batch_size, num_workers=cfg.num_workers)
+
+        batches_per_epoch = train_loader(0, 0).batch_sampler.total()
+        steps_per_epoch = -(-batches_per_epoch // cfg.grad_accum)
+        total_steps = steps_per_epoch * cfg.epochs
+        if cfg.max_steps:
+            total_steps = min(total_steps, cfg.max_steps)
+        lr_at = LRSchedule(cfg.lr_schedule, cfg.warmup_steps, total_steps, cfg.min_lr_factor)
+        beta_at = kl_schedule(recipe)
+
+        state = Progress()
+        if self.resume:
+            load_weights(vae, self.run_dir / MODEL)
+            state = Progress.from_dict(load_trainer_state(self.run_dir, optimizer))
+            self._saved_step = state.step
+            if ctx.is_main:
+                truncate_metrics(self.run_dir / METRICS, state.step)
+            self.echo(f"resuming {self.run_dir} at step {state.step} (epoch {state.epoch + 1}, batch {state.batch_in_epoch})")
+        else:
+            torch.manual_seed(recipe.seed + ctx.rank)  # distinct noise per rank; weights were seeded alike
+
+        log = MetricsLog(self.run_dir, ctx.is_main, cfg.tensorboard)
+        metadata = lambda: weights_metadata(recipe, step=state.step, epoch=state.epoch)
+
+        def checkpoint() -> None:
+            if ctx.is_main:
+                save_weights(vae, self.run_dir / MODEL, metadata())
+                save_trainer_state(self.run_dir, optimizer, state.as_dict())
+            self._saved_step = state.step
+
+        def validate() -> bool:
+            """Validate, keep the best weights, return True when early stopping says stop."""
+            result = self._validate(vae, val_loader, device)
+            loss = -result.elbo
+            log.write({"split": "validation", "step": state.step, "epoch": state.epoch, "loss": loss,
+                       "elbo": result.elbo, "reconstruction": result.reconstruction, "kl": result.kl,
+                       "active_units": result.active_units, "mutual_information": result.mutual_information})
+            improved = loss < state.best_loss - cfg.early_stopping_min_delta
+            if improved:
+                state.best_loss, state.best_step, state.bad_validations = loss, state.step, 0
+                if ctx.is_main:
+                    save_weights(vae, self.run_dir / BEST, metadata())
+            else:
+                state.bad_validations += 1
+            self.echo(
+                f"step {state.step} epoch {state.epoch + 1}: validation -ELBO {loss:.4f} (KL {result.kl:.3f}, "
+                f"AU {result.active_units}, MI {result.mutual_information:.3f})" + (" *best*" if improved else "")
+            )
+            if result.active_units == 0:
+                self.echo("warning: no active latent units (posterior collapse); consider KL annealing or free bits")
+            return bool(cfg.early_stopping_patience) and state.bad_validations >= cfg.early_stopping_patience
+
+        previous_handler = None
+        if ctx.is_main and not ctx.enabled:
+            previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
+
+        stopped_early = interrupted = False
+        show_bar = self.progress_bar and ctx.is_main
+        started = time.perf_counter()
+        try:
+            while state.epoch < cfg.epochs and not (cfg.max_steps and state.step >= cfg.max_steps):
+                loader = train_loader(state.epoch, state.batch_in_epoch)
+                bar = tqdm(total=batches_per_epoch, initial=state.batch_in_epoch, disable=not show_bar,
+                           desc=f"epoch {state.epoch + 1}/{cfg.epochs}", unit="batch", leave=False,
+                           mininterval=0.5 if sys.stderr.isatty() else 10, file=sys.stderr)
+                iterator = iter(loader)
+                stop_now = False
+                while state.batch_in_epoch < batches_per_epoch:
+                    group = min(cfg.grad_accum, batches_per_epoch - state.batch_in_epoch)
+                    record = self._step(model, vae, optimizer, iterator, group, state, lr_at, beta_at, device, ctx)
+                    bar.update(group)
+                    bar.set_postfix(loss=f"{record['loss']:.3f}", kl=f"{record['kl']:.2f}", beta=f"{record['beta']:.2f}")
+                    self._log_window(state, record, log, cfg.log_every)
+                    if self.on_step is not None:
+                        self.on_step(self, record)
+                    validate_now = cfg.eval_every and state.step % cfg.eval_every == 0
+                    if validate_now and validate():
+                        stop_now = stopped_early = True
+                    if validate_now or (cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0):
+                        checkpoint()
+                    if ctx.any(self._stop_requested):
+                        stop_now = interrupted = True
+                    if stop_now or (cfg.max_steps and state.step >= cfg.max_steps):
+                        break
+                bar.close()
+                if interrupted:
+                    checkpoint()
+                    break
+                if state.batch_in_epoch >= batches_per_epoch:
+                    if not cfg.eval_every and validate():
+                        stopped_early = True
+                    state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+                    checkpoint()
+                if stopped_early:
+                    self.echo(f"early stopping: no improvement in {cfg.early_stopping_patience} validations")
+                    break
+            if not interrupted and not stopped_early and state.batch_in_epoch:
+                checkpoint()  # max_steps ended the run mid-epoch
+        except TrainingDiverged as err:
+            log.write({"split": "event", "step": state.step, "epoch": state.epoch, "event": "diverged", "message": str(err)})
+            log.close()
+            ctx.close()
+            raise
+        finally:
+            if previous_handler is not None:
+                signal.signal(signal.SIGINT, previous_handler)
+
+        elapsed = time.perf_counter() - started
+        files: list[Path] = []
+        result: EvalResult | None = None
+        if interrupted:
+            self.echo(f"interrupted at step {state.step}; continue with: vaezoo train --resume {self.run_dir}")
+        elif ctx.is_main:
+            self.echo(f"trained {state.step} steps in {elapsed:.1f}s")
+            files, result = self._finish(modality, vae, device, log, state)
+        log.close()
+        ctx.close()
+        return TrainResult(self.run_dir, state.step, state.epoch, stopped_early, interrupted,
+                           None if math.isinf(state.best_loss) else state.best_loss, result, files)
+
+    def _on_sigint(self, signum, frame) -> None:
+        if self._stop_requested:
+            raise KeyboardInterrupt
+        self._stop_requested = True
+        self.echo("stopping after this step (press Ctrl-C again to abort without a checkpoint)")
+
+    def _step(self, model, vae, optimizer, iterator, group, state, lr_at, beta_at, device, ctx) -> dict:
+        """One optimiser step over ``group`` micro-batches."""
+        cfg, obj = self.recipe.train, self.recipe.objective
+        beta = beta_at(state.step)
+        lr = cfg.lr * lr_at(state.step)
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        model.train()
+        optimizer.zero_grad(set_to_none=True)
+        sums = {"loss": 0.0, "elbo": 0.0, "reconstruction": 0.0, "kl": 0.0}
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.bf16 else nullcontext()
+        loss_finite = True
+        for i in range(group):
+            batch = to_device(next(iterator), device)
+            sync = model.no_sync() if ctx.enabled and i < group - 1 else nullcontext()
+            with sync:
+                with autocast:
+                    out = model(batch, beta=beta, free_bits=obj.free_bits, objective=obj.kind, iwae_samples=obj.iwae_samples)
+                (out.loss / group).backward()
+            loss_finite &= bool(torch.isfinite(out.loss))
+            sums["loss"] += out.loss.item() / group
+            sums["elbo"] += out.elbo.mean().item() / group
+            sums["reconstruction"] += out.reconstruction.mean().item() / group
+            sums["kl"] += out.kl.mean().item() / group
+        grad_norm = torch.nn.utils.clip_grad_norm_(vae.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+        if ctx.any(not (loss_finite and torch.isfinite(grad_norm))):
+            kept = (f"the last good checkpoint (step {self._saved_step}) is kept in {self.run_dir}"
+                    if self._saved_step is not None else "no checkpoint had been written yet")
+            raise TrainingDiverged(
+                f"training diverged at step {state.step + 1} (epoch {state.epoch + 1}): loss {sums['loss']:.4g}, "
+                f"gradient norm {grad_norm.item():.4g}; {kept}. Try a lower train.lr or set train.grad_clip"
+            )
+        optimizer.step()
+        state.step += 1
+        state.batch_in_epoch += group
+        return {"split": "train", "step": state.step, "epoch": state.epoch, "lr": lr, "beta": beta,
+                "grad_norm": grad_norm.item(), **sums}
+
+    @staticmethod
+    def _log_window(state: Progress, record: dict, log: MetricsLog, every: int) -> None:
+        """Average train numbers over windows of ``every`` steps (sums live in the checkpoint)."""
+        w = state.window
+        for key in ("loss", "elbo", "reconstruction", "kl", "grad_norm"):
+            w[key] = w.get(key, 0.0) + record[key]
+        w["n"] = w.get("n", 0) + 1
+        if state.step % every == 0:
+            n = w.pop("n")
+            out = {"split": "train", "step": state.step, "epoch": state.epoch, "lr": record["lr"], "beta": record["beta"]}
+            out.update({k: v / n for k, v in w.items()})
+            log.write(out)
+            state.window = {}
+
+    def _finish(self, modality, vae, device, log: MetricsLog, state: Progress) -> tuple[list[Path], EvalResult | None]:
+        """Leave something to look at: prior samples, reconstructions, and the eval table."""
+        recipe = self.recipe
+        best = self.run_dir / BEST
+        if best.exists():
+            load_weights(vae, best)
+        vae.eval()
+        files: list[Path] = []
+        samples_dir = self.run_dir / "samples"
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(recipe.seed)
+            if recipe.train.samples:
+                _, px = vae.sample(recipe.train.samples, generator=torch.Generator(device).manual_seed(recipe.seed))
+                files += modality.write_samples(px, samples_dir / "prior")
+            batch = to_device(first_examples(modality.dataset("validation"), modality.collate, 8), device)
+            _, px = vae.reconstruct(batch)
+            files += modality.write_reconstructions(batch, px, samples_dir / "reconstructions")
+        result = None
+        if recipe.eval.at_end:
+            result = evaluate_split(modality, vae, recipe.eval.split, device=device)
+            write_json(self.run_dir / EVAL, {"split": recipe.eval.split, "step": state.step, **result.as_dict()})
+            log.write({"split": f"eval/{recipe.eval.split}", "step": state.step, "epoch": state.epoch,
+                       **{k: v for k, v in result.as_dict().items() if isinstance(v, (int, float)) and v is not None}})
+            files.append(self.run_dir / EVAL)
+        return files, result
+
+
+def evaluate_split(modality, vae, split: str, *, device, iw_samples: int | None = None,
+                   max_examples: int | None = None, batch_size: int | None = None) -> EvalResult:
+    """The full evaluation of one split: core estimators plus the modality's extra metrics."""
+    cfg = modality.recipe.eval
+    dataset = modality.dataset(split)
+    loader = make_loader(dataset, modality.collate, batch_size or cfg.batch_size)
+    k = cfg.iw_samples if iw_samples is None else iw_samples
+    limit = max_examples if max_examples is not None else (cfg.max_examples or None)
+    result = evaluate(vae, loader, iw_samples=k, max_examples=limit, device=device,
+                      chunk_size=cfg.chunk_size, seed=modality.recipe.seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(modality.recipe.seed)
+        result.extra = modality.extra_metrics(vae, loader, result.as_dict())
+    return result
