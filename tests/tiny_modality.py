@@ -25,6 +25,7 @@ class TinyData:
     n: int = option(256, min=8, help="examples in the training split")
     dim: int = option(8, min=2, help="dimension of each vector")
     noise: float = option(0.05, min=0.0)
+    csv: Path | None = option(None, must_exist=True, help="read training vectors from this CSV instead")
 
 
 @dataclass
@@ -69,6 +70,8 @@ class TinyVectors(Modality):
 
     def dataset(self, split):
         d = self.recipe.data
+        if d.csv is not None and split == "train":
+            return TensorDataset(torch.tensor([[float(v) for v in line.split(",")] for line in d.csv.read_text().split()]))
         n = d.n if split == "train" else max(8, d.n // 4)
         seed = {"train": 0, "validation": 1, "test": 2}[split]
         return TensorDataset(make_points(n, d.dim, d.noise, seed))

@@ -108,7 +108,9 @@ class Categorical(Likelihood):
         self.pad_index = pad_index
 
     def elementwise_log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        logp = torch.log_softmax(self.logits.float(), dim=-1)
+        # Half-precision logits are upcast: a log-softmax over a large vocabulary needs the range.
+        logits = self.logits.float() if self.logits.dtype in (torch.float16, torch.bfloat16) else self.logits
+        logp = torch.log_softmax(logits, dim=-1)
         return logp.gather(-1, x.long().unsqueeze(-1)).squeeze(-1)
 
     def log_prob(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -153,6 +153,7 @@ class Trainer:
         self.echo = echo
         self._stop_requested = False
         self._saved_step: int | None = None
+        self.vae = None
 
     def request_stop(self) -> None:
         self._stop_requested = True
@@ -197,6 +198,7 @@ class Trainer:
 
         torch.manual_seed(recipe.seed)
         vae = build_vae(modality).to(device)
+        self.vae = vae  # visible to on_step callbacks
         optimizer = make_optimizer(vae.parameters(), cfg)
         model = DistributedDataParallel(vae) if ctx.enabled else vae
 

@@ -1,0 +1,326 @@
+"""Image data: MNIST-format IDX files and folders of PNG/JPEG images.
+
+Every split is a map-style dataset whose items are ``{"x": float [C, H, W] in [0, 1]}``
+plus ``"label"`` (a long scalar) when the data has labels. Two layouts are read:
+
+- IDX (MNIST, Fashion-MNIST, KMNIST): ``train-images-idx3-ubyte[.gz]`` with its labels file
+  gives train and validation (a seeded hold-out), ``t10k-*`` gives test.
+- An image folder: either ``train/``, optional ``validation/`` (or ``val/``) and optional
+  ``test/`` sub-folders, or a single folder from which validation and test are held out.
+  With ``labels = true`` the first sub-folder level names the classes (sorted by name).
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps
+from torch.utils.data import Dataset
+
+from vaezoo import SPLITS, InputError
+from vaezoo.data import split_indices
+
+from vaezoo_image.config import DataConfig
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+# IDX type codes (http://yann.lecun.com/exdb/mnist/): byte 3 of the magic number.
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+# -- IDX files -------------------------------------------------------------------------------
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file, gzipped or plain (told apart by content, not by name)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+    except FileNotFoundError:
+        raise InputError(f"{path}: IDX file not found") from None
+    except (OSError, EOFError, zlib.error) as err:  # BadGzipFile is an OSError
+        raise InputError(f"{path}: corrupt gzip data ({err})") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise InputError(
+            f"{path}: not an IDX file (magic number {raw[:4].hex() or 'missing'}; expected 0000 followed by "
+            f"a type code in {', '.join(f'{c:02x}' for c in _IDX_DTYPES)} and the number of dimensions)"
+        )
+    dtype, ndim = np.dtype(_IDX_DTYPES[raw[2]]), raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise InputError(f"{path}: IDX header truncated ({len(raw)} bytes, {ndim} dimensions need {header})")
+    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(raw) != expected:
+        raise InputError(f"{path}: IDX data has {len(raw)} bytes, its header {shape} needs {expected}")
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def find_idx(folder: Path, prefix: str, kind: str) -> Path | None:
+    """``{prefix}-{kind}-ubyte`` with or without ``.gz`` (kind: images-idx3 or labels-idx1)."""
+    for name in (f"{prefix}-{kind}-ubyte.gz", f"{prefix}-{kind}-ubyte"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def read_idx_images(path: Path) -> torch.Tensor:
+    """uint8 images ``[N, 1, H, W]`` from an idx3 file."""
+    array = read_idx(path)
+    if array.ndim != 3 or array.dtype != np.uint8:
+        raise InputError(f"{path}: expected unsigned-byte images of shape N x H x W, got {array.dtype} {array.shape}")
+    return torch.from_numpy(array.copy()).unsqueeze(1)
+
+
+def read_idx_labels(path: Path, count: int) -> torch.Tensor:
+    array = read_idx(path)
+    if array.ndim != 1 or len(array) != count:
+        raise InputError(f"{path}: expected {count} labels (one per image), got shape {array.shape}")
+    return torch.from_numpy(array.astype(np.int64))
+
+
+def resize_tensor(images: torch.Tensor, size: int, color: str) -> torch.Tensor:
+    """Bring uint8 ``[N, C, H, W]`` images to ``size`` and the channel count of ``color``."""
+    if color == "rgb" and images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)
+    if tuple(images.shape[-2:]) != (size, size):
+        resized = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        images = resized.round().clamp(0, 255).to(torch.uint8)
+    return images.contiguous()
+
+
+# -- image files -----------------------------------------------------------------------------
+
+
+def load_image(path: Path, size: int, color: str) -> torch.Tensor:
+    """One PNG/JPEG as uint8 ``[C, size, size]``: center-cropped to a square, then resized."""
+    try:
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image)  # phones store rotation as a tag
+            image = image.convert("L" if color == "gray" else "RGB")
+            image = ImageOps.fit(image, (size, size), method=Image.Resampling.BICUBIC)
+            array = np.asarray(image, dtype=np.uint8)
+    except FileNotFoundError:
+        raise InputError(f"{path}: image file not found") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        # UnidentifiedImageError and truncated data are OSErrors; broken headers raise the others.
+        raise InputError(f"{path}: cannot read image ({err})") from None
+    tensor = torch.from_numpy(array.copy())
+    return tensor.unsqueeze(0) if tensor.dim() == 2 else tensor.permute(2, 0, 1).contiguous()
+
+
+def list_images(folder: Path) -> list[Path]:
+    """PNG/JPEG files under ``folder`` (recursively, hidden files skipped), in a stable order."""
+    return sorted(
+        p for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+
+
+def folder_labels(root: Path, files: Sequence[Path], classes: list[str]) -> torch.Tensor:
+    """Class index of each file from its first sub-folder under ``root``."""
+    index = {name: i for i, name in enumerate(classes)}
+    ids = []
+    for f in files:
+        parts = f.relative_to(root).parts
+        if len(parts) < 2:
+            raise InputError(
+                f"{f}: with data.labels = true every image must sit in a class sub-folder of {root}; "
+                "move it, or set data.labels = false"
+            )
+        if parts[0] not in index:
+            raise InputError(f"{f}: class folder {parts[0]!r} is not among the training classes {classes}")
+        ids.append(index[parts[0]])
+    return torch.tensor(ids, dtype=torch.long)
+
+
+# -- datasets --------------------------------------------------------------------------------
+
+
+class ImageDataset(Dataset):
+    """Shared item logic: uint8 -> [0, 1] floats, optional binarization, optional label.
+
+    Subclasses provide ``raw(i)`` (uint8 ``[C, H, W]``) for the selected ``indices``.
+    ``binarize = "dynamic"`` with ``fixed_seed = None`` draws fresh pixels from the global
+    RNG on every access (the trainer seeds and checkpoints it, so runs resume exactly);
+    with a ``fixed_seed`` every example gets one reproducible draw, as evaluation needs.
+    """
+
+    def __init__(self, indices: Sequence[int], labels: torch.Tensor | None, binarize: str, fixed_seed: int | None):
+        self.indices = list(indices)
+        self.labels = labels
+        self.binarize = binarize
+        self.fixed_seed = fixed_seed
+
+    def raw(self, i: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int) -> dict:
+        i = self.indices[position]
+        x = self.raw(i).float() / 255.0
+        if self.binarize == "dynamic":
+            generator = None if self.fixed_seed is None else torch.Generator().manual_seed(self.fixed_seed * 1_000_003 + i)
+            x = torch.bernoulli(x, generator=generator)
+        item = {"x": x}
+        if self.labels is not None:
+            item["label"] = self.labels[i]
+        return item
+
+
+class TensorImageDataset(ImageDataset):
+    """Images held in memory as one uint8 tensor ``[N, C, H, W]`` (IDX data)."""
+
+    def __init__(self, images: torch.Tensor, labels, indices, binarize, fixed_seed):
+        super().__init__(indices, labels, binarize, fixed_seed)
+        self.images = images
+
+    def raw(self, i: int) -> torch.Tensor:
+        return self.images[i]
+
+
+class FolderImageDataset(ImageDataset):
+    """Image files decoded on access, so folders larger than memory work."""
+
+    def __init__(self, files: list[Path], labels, indices, binarize, fixed_seed, *, size: int, color: str):
+        super().__init__(indices, labels, binarize, fixed_seed)
+        self.files, self.size, self.color = files, size, color
+
+    def raw(self, i: int) -> torch.Tensor:
+        return load_image(self.files[i], self.size, self.color)
+
+
+# -- sources: which examples form which split --------------------------------------------------
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+
+
+def eval_seed(cfg: DataConfig, split: str) -> int | None:
+    """Seed of the one fixed binarization of an evaluation split; None (fresh draws) for train."""
+    return None if split == "train" else cfg.split_seed * len(SPLITS) + SPLITS.index(split)
+
+
+def _subset(indices: list[int], limit: int, seed: int) -> list[int]:
+    """A seeded random subset of ``indices`` (sorted), or all of them when ``limit`` is 0."""
+    if not limit or limit >= len(indices):
+        return indices
+    perm = torch.randperm(len(indices), generator=torch.Generator().manual_seed(seed)).tolist()
+    return sorted(indices[p] for p in perm[:limit])
+
+
+class IdxSource:
+    """MNIST-format files: train and validation from the train file, test from t10k."""
+
+    def __init__(self, cfg: DataConfig):
+        self.cfg = cfg
+        self._cache: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
+
+    def _load(self, prefix: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if prefix not in self._cache:
+            folder = self.cfg.path
+            images_path = find_idx(folder, prefix, "images-idx3")
+            if images_path is None:
+                raise InputError(f"{folder}: {prefix}-images-idx3-ubyte[.gz] not found (needed for the "
+                                 f"{'test' if prefix == 't10k' else 'train and validation'} splits)")
+            images = resize_tensor(read_idx_images(images_path), self.cfg.size, self.cfg.color)
+            labels = None
+            labels_path = find_idx(folder, prefix, "labels-idx1") if self.cfg.labels else None
+            if labels_path is not None:
+                labels = read_idx_labels(labels_path, len(images))
+            self._cache[prefix] = (images, labels)
+        return self._cache[prefix]
+
+    def split(self, split: str) -> Dataset:
+        _check_split(split)
+        cfg = self.cfg
+        if split == "test":
+            images, labels = self._load("t10k")
+            return TensorImageDataset(images, labels, range(len(images)), cfg.binarize, eval_seed(cfg, split))
+        images, labels = self._load("train")
+        train, validation = split_indices(len(images), cfg.validation_fraction, cfg.split_seed)
+        if split == "validation":
+            return TensorImageDataset(images, labels, validation, cfg.binarize, eval_seed(cfg, split))
+        train = _subset(train, cfg.max_train_examples, cfg.split_seed)
+        return TensorImageDataset(images, labels, train, cfg.binarize, None)
+
+
+class FolderSource:
+    """A folder of images, with or without train/, validation/ (val/) and test/ sub-folders."""
+
+    def __init__(self, cfg: DataConfig):
+        self.cfg = cfg
+        self._files: dict[Path, list[Path]] = {}
+        train_root = self._split_root("train") or cfg.path
+        # The training folder's sub-folders name the classes, so every split maps names alike.
+        names = sorted(p.name for p in train_root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        self.classes = names if cfg.labels and names else None
+
+    def _split_root(self, split: str) -> Path | None:
+        names = {"train": ["train"], "validation": ["validation", "val"], "test": ["test"]}[split]
+        for name in names:
+            if (self.cfg.path / name).is_dir():
+                return self.cfg.path / name
+        return None
+
+    def _files_of(self, root: Path) -> list[Path]:
+        if root not in self._files:
+            files = list_images(root)
+            if not files:
+                raise InputError(f"{root}: no images found (looked for {', '.join(IMAGE_SUFFIXES)} files)")
+            self._files[root] = files
+        return self._files[root]
+
+    def _dataset(self, split: str, root: Path, indices: list[int]) -> Dataset:
+        c = self.cfg
+        files = self._files_of(root)
+        labels = folder_labels(root, files, self.classes) if self.classes else None
+        if split == "train":
+            indices = _subset(indices, c.max_train_examples, c.split_seed)
+        return FolderImageDataset(files, labels, indices, c.binarize, eval_seed(c, split), size=c.size, color=c.color)
+
+    def split(self, split: str) -> Dataset:
+        _check_split(split)
+        cfg = self.cfg
+        train_root = self._split_root("train")
+        if train_root is None:
+            # One folder: test is held out first, then validation from what is left.
+            n = len(self._files_of(cfg.path))
+            rest, test = split_indices(n, cfg.test_fraction, cfg.split_seed)
+            keep, held = split_indices(len(rest), cfg.validation_fraction, cfg.split_seed + 1)
+            indices = {"train": [rest[i] for i in keep], "validation": [rest[i] for i in held], "test": test}
+            return self._dataset(split, cfg.path, indices[split])
+        root = self._split_root(split)
+        if split == "test" and root is None:
+            raise InputError(f"{cfg.path}: no test split (a test/ sub-folder next to train/ is missing)")
+        if split == "test" or self._split_root("validation") is not None:
+            return self._dataset(split, root, list(range(len(self._files_of(root)))))
+        # No validation/ folder: validation is held out of train/.
+        keep, held = split_indices(len(self._files_of(train_root)), cfg.validation_fraction, cfg.split_seed)
+        return self._dataset(split, train_root, keep if split == "train" else held)
+
+
+def open_source(cfg: DataConfig) -> IdxSource | FolderSource:
+    """The data source the config describes, checked for the right layout."""
+    fmt = cfg.format
+    has_idx = find_idx(cfg.path, "train", "images-idx3") is not None or find_idx(cfg.path, "t10k", "images-idx3") is not None
+    if fmt == "auto":
+        fmt = "idx" if has_idx else "folder"
+    if not cfg.path.is_dir():
+        raise InputError(f"{cfg.path}: data.path must be a folder (of IDX files or of images)")
+    if fmt == "idx" and not has_idx:
+        raise InputError(f"{cfg.path}: data.format = 'idx' but neither train- nor t10k-images-idx3-ubyte[.gz] is there")
+    return IdxSource(cfg) if fmt == "idx" else FolderSource(cfg)

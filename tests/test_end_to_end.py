@@ -1,0 +1,178 @@
+"""The whole path on the tiny modality: train -> checkpoint -> resume -> sample -> eval -> encode."""
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from vaezoo import __version__
+from vaezoo.cli import main
+from vaezoo.errors import TrainingDiverged
+from vaezoo.recipes import load_recipe
+from vaezoo.trainer import Trainer
+
+
+def cli(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    return result
+
+
+def records(run: Path, split: str):
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["split"] == split]
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One uninterrupted run, shared by the tests that only read it."""
+    from conftest import TINY_RECIPE
+
+    root = tmp_path_factory.mktemp("e2e")
+    recipe = root / "tiny.toml"
+    recipe.write_text(TINY_RECIPE)
+    result = cli("train", recipe, "--run-dir", root / "full", "--no-progress")
+    assert result.exit_code == 0, result.output
+    return recipe, root / "full", result.output
+
+
+def test_train_writes_a_complete_run_directory(trained):
+    _, run, output = trained
+    for name in ["recipe.toml", "model.safetensors", "best.safetensors", "trainer_state.safetensors",
+                 "trainer_state.json", "metrics.jsonl", "eval.json", "samples/prior.csv"]:
+        assert (run / name).exists(), name
+    assert "IW-NLL (k=20)" in output and "active units" in output
+    with safe_open(str(run / "model.safetensors"), framework="pt") as f:
+        meta = f.metadata()
+    assert meta["vaezoo_version"] == __version__ and meta["modality"] == "tiny_modality:TinyVectors"
+    assert meta["step"] == "24" and meta["plugin_api_version"] == "1"
+    train = records(run, "train")
+    assert [r["step"] for r in train] == list(range(1, 25))            # log_every = 1, 3 epochs of 8
+    assert train[-1]["loss"] < train[0]["loss"]                          # it learns
+    assert [r["beta"] for r in train[:3]] == pytest.approx([0.0, 0.1, 0.2])  # linear KL warm-up by step
+    assert len(records(run, "validation")) == 3
+    # The prior samples file parses: 5 rows of 6 numbers.
+    rows = [list(map(float, line.split(","))) for line in (run / "samples/prior.csv").read_text().split()]
+    assert len(rows) == 5 and all(len(r) == 6 for r in rows)
+    # Trainer state has no pickle anywhere: JSON and safetensors only.
+    state = json.loads((run / "trainer_state.json").read_text())
+    assert state["progress"]["step"] == 24 and state["progress"]["epoch"] == 3
+    assert any(k.startswith("optimizer.") for k in load_file(str(run / "trainer_state.safetensors")))
+
+
+@pytest.mark.parametrize("stop_at", [11, 16], ids=["mid-epoch", "epoch-end"])
+def test_interrupted_then_resumed_run_matches_uninterrupted(trained, tmp_path, stop_at):
+    recipe_path, full, _ = trained
+    run = tmp_path / "interrupted"
+
+    def stop(trainer, record):
+        if record["step"] == stop_at:
+            trainer.request_stop()
+
+    result = Trainer(load_recipe(recipe_path), run, on_step=stop, progress_bar=False, echo=lambda m: None).fit()
+    assert result.interrupted and result.steps == stop_at
+    assert records(run, "train")[-1]["step"] == stop_at
+
+    resumed = cli("train", "--resume", run, "--no-progress")
+    assert resumed.exit_code == 0, resumed.output
+    assert f"resuming {run} at step {stop_at}" in resumed.output
+    assert records(run, "train") == records(full, "train")               # identical loss curve, bit for bit
+    assert records(run, "validation") == records(full, "validation")
+    for name in ("model.safetensors", "best.safetensors"):
+        a, b = load_file(str(run / name)), load_file(str(full / name))
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((run / "eval.json").read_text()) == json.loads((full / "eval.json").read_text())
+
+
+def test_resume_can_extend_training_but_not_change_the_model(trained, tmp_path):
+    recipe_path, _, _ = trained
+    run = tmp_path / "short"
+    assert cli("train", recipe_path, "--run-dir", run, "--set", "train.epochs=1", "--no-progress").exit_code == 0
+    result = cli("train", "--resume", run, "--set", "model.hidden=64")
+    assert result.exit_code == 2 and "only [train] and [eval] keys can change when resuming" in result.output
+    result = cli("train", "--resume", run, "--set", "train.epochs=2", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert records(run, "train")[-1]["step"] == 16
+
+
+def test_sample_reconstruct_interpolate_eval_encode(trained, tmp_path):
+    _, run, _ = trained
+    result = cli("sample", run, "--n", 7, "--temperature", 0.5, "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    lines = (tmp_path / "samples-t0.5-seed0.csv").read_text().split()
+    assert len(lines) == 7
+
+    result = cli("reconstruct", run, "1,2,3,4,5,6", "0,0,0,0,0,0", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    rec = load_file(str(tmp_path / "reconstructions.safetensors"))
+    assert rec["input"].shape == rec["reconstruction"].shape == (2, 6)
+
+    result = cli("interpolate", run, "--steps", 5, "--pairs", 3, "--method", "spherical", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert load_file(str(tmp_path / "interpolation-spherical.safetensors"))["mean"].shape == (15, 6)
+
+    result = cli("eval", run, "--split", "validation", "-k", 50, "--json", tmp_path / "eval.json")
+    assert result.exit_code == 0, result.output
+    figures = json.loads((tmp_path / "eval.json").read_text())
+    assert figures["split"] == "validation" and figures["n_examples"] == 32 and figures["iw_samples"] == 50
+    assert figures["iw_nll"] <= -figures["elbo"] + 0.05                  # the IW bound is tighter
+    assert math.isclose(figures["kl"], sum(figures["kl_per_dim"]), rel_tol=1e-5)
+    assert 0 <= figures["active_units"] <= 2
+    assert "IW-NLL (k=50)" in result.output
+
+    result = cli("encode", run, "--split", "test", "--max-examples", 10, "--out", tmp_path / "z.safetensors")
+    assert result.exit_code == 0, result.output
+    z = load_file(str(tmp_path / "z.safetensors"))
+    assert z["mean"].shape == z["logvar"].shape == (10, 2)
+
+
+def test_user_mistakes_give_clear_errors_and_touch_nothing(trained, tmp_path):
+    recipe_path, run, _ = trained
+    before = digest(run)
+    result = cli("train", recipe_path, "--run-dir", run)
+    assert result.exit_code == 2 and "folder exists and is not empty" in result.output
+    result = cli("reconstruct", run, "1,2,x")
+    assert result.exit_code == 2 and "input '1,2,x'" in result.output
+    result = cli("interpolate", run, "1,2,3,4,5,6")
+    assert result.exit_code == 2 and "two inputs" in result.output
+    result = cli("sample", tmp_path / "nowhere")
+    assert result.exit_code == 2 and "not a run directory" in result.output
+    result = cli("train", "--resume", tmp_path)
+    assert result.exit_code == 2 and "not a run directory" in result.output
+    for r in (result,):
+        assert "Traceback" not in r.output
+    assert digest(run) == before
+
+
+def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    from conftest import TINY_RECIPE
+
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY_RECIPE)
+    run = tmp_path / "run"
+
+    def poison(trainer, record):
+        if record["step"] == 10:  # after the first epoch's checkpoint (step 8)
+            with torch.no_grad():
+                for p in trainer.vae.parameters():
+                    p.fill_(float("nan"))
+
+    with pytest.raises(TrainingDiverged, match=r"diverged at step 11 .*last good checkpoint \(step 8\)"):
+        Trainer(load_recipe(path), run, on_step=poison, progress_bar=False, echo=lambda m: None).fit()
+    weights = load_file(str(run / "model.safetensors"))
+    assert all(torch.isfinite(t).all() for t in weights.values())
+    with safe_open(str(run / "model.safetensors"), framework="pt") as f:
+        assert f.metadata()["step"] == "8"
+    assert records(run, "event")[-1]["event"] == "diverged"
+
+    result = cli("train", path, "--run-dir", tmp_path / "run2", "--set", "train.lr=1e30", "--no-progress")
+    assert result.exit_code == 3 and "training diverged" in result.output and "Traceback" not in result.output

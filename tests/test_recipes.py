@@ -1,0 +1,95 @@
+"""Recipe validation: every kind of mistake gives exit code 2 and one clear message."""
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import TINY_RECIPE
+from vaezoo.cli import main
+from vaezoo.recipes import load_recipe
+
+
+def run_train(recipe_path: Path, *extra: str):
+    result = CliRunner().invoke(main, ["train", str(recipe_path), "--run-dir", str(recipe_path.parent / "run"), *extra])
+    return result
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda t: t.replace("[train]", "[train\n"), "not valid TOML"),
+        (lambda t: t.replace("epochs = 3", "epocs = 3"), "[train] epocs: unknown key (did you mean 'epochs'?)"),
+        (lambda t: t.replace("lr = 0.01", "lr = \"fast\""), "[train] lr: expected a number, got 'fast'"),
+        (lambda t: t.replace("epochs = 3", "epochs = 2.5"), "[train] epochs: expected an integer, got 2.5"),
+        (lambda t: t.replace("lr = 0.01", "lr = -1.0"), "[train] lr: must be > 0.0, got -1.0"),
+        (lambda t: t.replace("batch_size = 16", "batch_size = 0"), "[train] batch_size: must be >= 1, got 0"),
+        (lambda t: t.replace('kl_schedule = "linear"', 'kl_schedule = "sigmoid"'),
+         "[objective] kl_schedule: expected one of 'constant', 'linear', 'cyclical', 'logistic', got 'sigmoid'"),
+        (lambda t: t.replace("n = 128", "n = 128\ncsv = \"no/such/file.csv\""), "[data] csv: path does not exist:"),
+        (lambda t: t.replace('modality = "tiny_modality:TinyVectors"', 'modality = "imgae"'), "modality: unknown modality 'imgae'"),
+        (lambda t: t.replace("[latent]", "[laten]"), "laten: unknown key (did you mean 'latent'?)"),
+        (lambda t: t.replace("[objective]", "[objective]\nkind = \"iwae\"\nfree_bits = 0.5"), "free_bits works with kind = 'elbo' only"),
+    ],
+    ids=["syntax", "unknown-key", "wrong-type", "int-not-float", "range-gt", "range-min", "choice",
+         "missing-path", "unknown-modality", "unknown-section", "cross-field"],
+)
+def test_recipe_errors_exit_2_with_one_clear_message(tmp_path, edit, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(edit(TINY_RECIPE))
+    result = run_train(path)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert str(path) in result.output          # names the file
+    assert "Traceback" not in result.output
+    assert result.output.count("error:") == 1
+    assert not (tmp_path / "run").exists()     # nothing was created
+
+
+def test_missing_recipe_file_and_bad_override(tmp_path):
+    result = CliRunner().invoke(main, ["train", str(tmp_path / "nope.toml")])
+    assert result.exit_code == 2 and "nope.toml: file not found" in result.output
+    path = tmp_path / "ok.toml"
+    path.write_text(TINY_RECIPE)
+    result = run_train(path, "--set", "train.lr")
+    assert result.exit_code == 2 and "expected section.key=value" in result.output
+    result = run_train(path, "--set", "train.lr=-3")
+    assert result.exit_code == 2 and "[train] lr: must be > 0.0, got -3" in result.output
+
+
+def test_overrides_and_defaults(tmp_path, monkeypatch):
+    path = tmp_path / "ok.toml"
+    path.write_text(TINY_RECIPE.replace("n = 128", 'n = 128\ncsv = "sub/v.csv"'))
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "v.csv").write_text("1,2,3,4,5,6\n")
+    recipe = load_recipe(path, ["train.lr=3e-4", "objective.beta=0.5", "eval.split=validation"])
+    assert recipe.train.lr == 3e-4 and recipe.objective.beta == 0.5 and recipe.eval.split == "validation"
+    assert recipe.data.csv == (tmp_path / "sub" / "v.csv").resolve()   # relative to the recipe file
+    assert recipe.train.grad_clip == 0.0 and recipe.latent.dim == 2     # defaults and file values
+    # From --set, relative paths are taken from the shell's folder.
+    monkeypatch.chdir(tmp_path / "sub")
+    recipe = load_recipe(path, ["data.csv=v.csv"])
+    assert recipe.data.csv == (tmp_path / "sub" / "v.csv").resolve()
+    # The resolved recipe round-trips through TOML.
+    again = tmp_path / "again.toml"
+    again.write_text(recipe.to_toml())
+    assert load_recipe(again).to_dict() == recipe.to_dict()
+
+
+def test_recipes_command_lists_and_shows(tmp_path, monkeypatch):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "tiny.toml").write_text(TINY_RECIPE)
+    monkeypatch.setenv("VAEZOO_RECIPES", str(folder))
+    result = CliRunner().invoke(main, ["recipes"])
+    assert result.exit_code == 0 and "tiny" in result.output
+    result = CliRunner().invoke(main, ["recipes", "tiny"])
+    assert result.exit_code == 0 and result.output == TINY_RECIPE
+    result = CliRunner().invoke(main, ["recipes", "tinny"])
+    assert result.exit_code == 2 and "did you mean 'tiny'" in result.output
+
+
+@pytest.mark.parametrize("command", ["train", "sample", "reconstruct", "interpolate", "eval", "encode", "plugins", "recipes"])
+def test_every_command_has_help(command):
+    result = CliRunner().invoke(main, [command, "--help"])
+    assert result.exit_code == 0 and "Usage:" in result.output and len(result.output.splitlines()) > 4
