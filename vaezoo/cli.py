@@ -122,6 +122,8 @@ def train(recipe: str | None, overrides, run_dir: Path | None, resume: Path | No
     result = trainer.fit()
     if result.interrupted:
         sys.exit(130)
+    if not result.is_main:
+        return
     if result.eval is not None:
         _print_table(result.eval.table())
     _echo_files(result.files)

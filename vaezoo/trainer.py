@@ -125,6 +125,7 @@ class TrainResult:
     best_validation_loss: float | None
     eval: EvalResult | None
     files: list[Path]
+    is_main: bool = True             # False on DDP ranks other than 0
 
 
 class Trainer:
@@ -188,6 +189,8 @@ class Trainer:
             device = torch.device("cuda", ctx.local_rank)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        if not ctx.is_main:
+            self.echo = lambda msg: None  # one voice under DDP
         self._prepare_run_dir(ctx)
         ctx.barrier()
 
@@ -331,7 +334,7 @@ class Trainer:
         log.close()
         ctx.close()
         return TrainResult(self.run_dir, state.step, state.epoch, stopped_early, interrupted,
-                           None if math.isinf(state.best_loss) else state.best_loss, result, files)
+                           None if math.isinf(state.best_loss) else state.best_loss, result, files, ctx.is_main)
 
     def _on_sigint(self, signum, frame) -> None:
         if self._stop_requested:

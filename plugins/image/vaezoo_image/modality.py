@@ -1,0 +1,76 @@
+"""The image modality: what vaezoo's core calls to train and use an image VAE."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+import vaezoo
+from vaezoo import InputError, Modality
+
+from vaezoo_image import data, networks, writers
+from vaezoo_image.config import DataConfig, ModelConfig
+
+
+class ImageModality(Modality):
+    name = "image"
+    api_version = vaezoo.PLUGIN_API_VERSION
+    sections = {"data": DataConfig, "model": ModelConfig}
+    description = "images: MNIST-format IDX files or PNG/JPEG folders; conv or MLP networks; PNG grids"
+
+    def __init__(self, recipe, run_dir: Path | None = None):
+        super().__init__(recipe, run_dir)
+        self._source = None  # opened on first use: sampling from a run needs no data
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of every image, known from the recipe alone."""
+        d: DataConfig = self.recipe.data
+        return (1 if d.color == "gray" else 3, d.size, d.size)
+
+    # -- data -------------------------------------------------------------------------------
+    def dataset(self, split: str) -> Dataset:
+        if self._source is None:
+            self._source = data.open_source(self.recipe.data)
+        return self._source.split(split)
+
+    def load_inputs(self, items: Sequence[str]) -> vaezoo.Batch:
+        """Image files given on the command line, preprocessed as the evaluation splits are."""
+        d: DataConfig = self.recipe.data
+        images = []
+        for i, item in enumerate(items):
+            x = data.load_image(Path(item), d.size, d.color).float() / 255.0
+            if d.binarize == "dynamic":
+                # One fixed draw per input position, like the validation and test splits.
+                x = torch.bernoulli(x, generator=torch.Generator().manual_seed(d.split_seed * 1_000_003 + i))
+            images.append(x)
+        if not images:
+            raise InputError("no input images given")
+        return {"x": torch.stack(images)}
+
+    # -- networks ---------------------------------------------------------------------------
+    def build_encoder(self) -> nn.Module:
+        return networks.build_encoder(self.shape, self.recipe.latent.dim, self.recipe.model)
+
+    def build_decoder(self) -> nn.Module:
+        return networks.build_decoder(self.shape, self.recipe.latent.dim, self.recipe.model)
+
+    # -- writers ----------------------------------------------------------------------------
+    def write_samples(self, px, stem: Path) -> list[Path]:
+        return writers.write_samples(px.mean, stem)
+
+    def write_reconstructions(self, batch: vaezoo.Batch, px, stem: Path) -> list[Path]:
+        return writers.write_reconstructions(batch["x"], px.mean, stem)
+
+    def write_interpolations(self, px, steps: int, stem: Path) -> list[Path]:
+        return writers.write_rows(px.mean, steps, stem)
+
+    def write_traversal(self, vae: vaezoo.VAE, stem: Path, *, z: torch.Tensor | None = None, steps: int = 9,
+                        span: float = 3.0, dims: list[int] | None = None) -> list[Path]:
+        """A latent traversal grid: one row per latent dimension, ``steps`` values in [-span, span]."""
+        _, px = writers.latent_traversal(vae, z, steps=steps, span=span, dims=dims)
+        return writers.write_rows(px.mean, steps, stem)
