@@ -38,7 +38,7 @@ from vaezoo.checkpoints import (
     write_text,
 )
 from vaezoo.data import first_examples, make_loader
-from vaezoo.distributed import DistContext, init_distributed
+from vaezoo.distributed import init_distributed
 from vaezoo.errors import RunDirError, TrainingDiverged
 from vaezoo.estimators import EvalResult, evaluate
 from vaezoo.recipes import Recipe
@@ -160,18 +160,15 @@ class Trainer:
         self._stop_requested = True
 
     # -- set-up ------------------------------------------------------------------------------
-    def _prepare_run_dir(self, ctx: DistContext) -> None:
+    def _check_run_dir(self) -> None:
+        """A new run needs an empty folder; a resumed one a checkpoint. Never touches files."""
         if self.resume:
             if not (self.run_dir / MODEL).exists():
                 raise RunDirError(f"{self.run_dir}: nothing to resume ({MODEL} is missing)")
-            return
-        if self.run_dir.exists() and any(self.run_dir.iterdir()):
+        elif self.run_dir.exists() and any(self.run_dir.iterdir()):
             raise RunDirError(
                 f"{self.run_dir}: folder exists and is not empty; choose another --run-dir or continue it with --resume"
             )
-        if ctx.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            write_text(self.run_dir / RECIPE, self.recipe.to_toml())
 
     def _validate(self, vae, val_loader_fn, device) -> EvalResult:
         cfg = self.recipe.train
@@ -191,8 +188,11 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         if not ctx.is_main:
             self.echo = lambda msg: None  # one voice under DDP
-        self._prepare_run_dir(ctx)
-        ctx.barrier()
+        self._check_run_dir()
+        ctx.barrier()  # every rank has looked before rank 0 creates anything
+        if ctx.is_main and not self.resume:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_text(self.run_dir / RECIPE, self.recipe.to_toml())
 
         modality = build_modality(recipe, self.run_dir)
         if ctx.is_main and not self.resume:
