@@ -323,6 +323,8 @@ class Trainer:
             if previous_handler is not None:
                 signal.signal(signal.SIGINT, previous_handler)
 
+        if not interrupted and state.window.get("n"):
+            self._log_window(state, {}, log, every=1)  # the last, shorter window
         elapsed = time.perf_counter() - started
         files: list[Path] = []
         result: EvalResult | None = None
@@ -384,12 +386,14 @@ class Trainer:
     def _log_window(state: Progress, record: dict, log: MetricsLog, every: int) -> None:
         """Average train numbers over windows of ``every`` steps (sums live in the checkpoint)."""
         w = state.window
-        for key in ("loss", "elbo", "reconstruction", "kl", "grad_norm"):
-            w[key] = w.get(key, 0.0) + record[key]
-        w["n"] = w.get("n", 0) + 1
+        if record:
+            for key in ("loss", "elbo", "reconstruction", "kl", "grad_norm"):
+                w[key] = w.get(key, 0.0) + record[key]
+            w["n"] = w.get("n", 0) + 1
+            w["lr"], w["beta"] = record["lr"], record["beta"]
         if state.step % every == 0:
             n = w.pop("n")
-            out = {"split": "train", "step": state.step, "epoch": state.epoch, "lr": record["lr"], "beta": record["beta"]}
+            out = {"split": "train", "step": state.step, "epoch": state.epoch, "lr": w.pop("lr"), "beta": w.pop("beta")}
             out.update({k: v / n for k, v in w.items()})
             log.write(out)
             state.window = {}

@@ -1,0 +1,61 @@
+"""Trainer switches: gradient accumulation, bf16, IWAE, LR schedule, clipping, early stopping."""
+
+import json
+
+import pytest
+
+from vaezoo.recipes import load_recipe
+from vaezoo.schedules import LRSchedule
+from vaezoo.trainer import Trainer
+
+QUIET = ["eval.at_end=false", "train.samples=0"]
+
+
+def train(tiny_recipe, run, *overrides):
+    recipe = load_recipe(tiny_recipe, [*QUIET, *overrides])
+    result = Trainer(recipe, run, progress_bar=False, echo=lambda m: None).fit()
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return result, lines
+
+
+def split(lines, name):
+    return [r for r in lines if r["split"] == name]
+
+
+def test_gradient_accumulation_equals_the_large_batch(tiny_recipe, tmp_path):
+    _, big = train(tiny_recipe, tmp_path / "big", "train.batch_size=16")
+    _, acc = train(tiny_recipe, tmp_path / "acc", "train.batch_size=8", "train.grad_accum=2")
+    assert [r["step"] for r in split(acc, "train")] == [r["step"] for r in split(big, "train")]
+    assert [r["loss"] for r in split(acc, "train")] == pytest.approx([r["loss"] for r in split(big, "train")], abs=1e-5)
+
+
+def test_iwae_bf16_cosine_schedule_and_clipping(tiny_recipe, tmp_path):
+    result, lines = train(
+        tiny_recipe, tmp_path / "run", "objective.kind=\"iwae\"", "objective.iwae_samples=4", "train.bf16=true",
+        "train.lr_schedule=\"cosine\"", "train.warmup_steps=4", "train.min_lr_factor=0.1", "train.grad_clip=0.5",
+        "train.optimizer=\"adamw\"", "train.weight_decay=0.01",
+    )
+    assert result.steps == 24
+    records = split(lines, "train")
+    schedule = LRSchedule("cosine", 4, 24, 0.1)
+    assert [r["lr"] for r in records] == pytest.approx([0.01 * schedule(s) for s in range(24)])
+    assert all(r["loss"] == r["loss"] for r in records)  # finite under bf16 autocast
+
+
+def test_early_stopping_and_validation_every_n_steps(tiny_recipe, tmp_path):
+    # min_delta so large that nothing counts as an improvement after the first validation.
+    result, lines = train(
+        tiny_recipe, tmp_path / "run", "train.eval_every=4", "train.early_stopping_patience=2",
+        "train.early_stopping_min_delta=1e9", "train.epochs=10",
+    )
+    assert result.stopped_early
+    assert [r["step"] for r in split(lines, "validation")] == [4, 8, 12]
+    assert result.steps == 12
+    state = json.loads((tmp_path / "run" / "trainer_state.json").read_text())
+    assert state["progress"]["best_step"] == 4 and state["progress"]["bad_validations"] == 2
+
+
+def test_max_steps_and_sgd(tiny_recipe, tmp_path):
+    result, lines = train(tiny_recipe, tmp_path / "run", "train.max_steps=5", "train.optimizer=\"sgd\"", "train.log_every=2")
+    assert result.steps == 5
+    assert [r["step"] for r in split(lines, "train")] == [2, 4, 5]  # the last, shorter window too
