@@ -59,3 +59,27 @@ def test_max_steps_and_sgd(tiny_recipe, tmp_path):
     result, lines = train(tiny_recipe, tmp_path / "run", "train.max_steps=5", "train.optimizer=\"sgd\"", "train.log_every=2")
     assert result.steps == 5
     assert [r["step"] for r in split(lines, "train")] == [2, 4, 5]  # the last, shorter window too
+
+
+def test_tensorboard_event_files_are_written(tiny_recipe, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(tiny_recipe, tmp_path / "run", "train.tensorboard=true", "train.epochs=1")
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert "train/loss" in tags and "validation/active_units" in tags
+    assert [e.step for e in events.Scalars("train/loss")] == list(range(1, 9))
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    from vaezoo.checkpoints import atomic_path
+
+    target = tmp_path / "model.safetensors"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("disk full")
+    assert target.read_text() == "old"
+    assert list(tmp_path.iterdir()) == [target]  # no temporary file left behind

@@ -35,6 +35,9 @@ class VaezooGroup(click.Group):
         except VaezooError as err:
             click.echo(f"error: {err}", err=True)
             sys.exit(err.exit_code)
+        except KeyboardInterrupt:
+            click.echo("aborted", err=True)
+            sys.exit(130)
 
 
 @click.group(cls=VaezooGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

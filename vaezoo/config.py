@@ -102,7 +102,8 @@ def _coerce(value: Any, tp: Any, key: str, ctx: "_Context") -> Any:
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise _Invalid
-        return parse_section(tp, value, source=ctx.source, section=key, base_dir=ctx.base_dir, cli_keys=ctx.cli_keys)
+        return parse_section(tp, value, source=ctx.source, section=key, base_dir=ctx.base_dir, cli_keys=ctx.cli_keys,
+                             check_paths=ctx.check_paths)
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -135,6 +136,7 @@ class _Context:
     source: str
     base_dir: Path
     cli_keys: frozenset[str]
+    check_paths: bool = True
 
 
 def _check_range(value: Any, meta: typing.Mapping[str, Any]) -> str | None:
@@ -159,9 +161,13 @@ def parse_section(
     section: str,
     base_dir: Path | None = None,
     cli_keys: typing.Iterable[str] = (),
+    check_paths: bool = True,
 ) -> Any:
-    """Validate ``table`` against the dataclass ``cls``; the first problem raises ``RecipeError``."""
-    ctx = _Context(source, base_dir or Path.cwd(), frozenset(cli_keys))
+    """Validate ``table`` against the dataclass ``cls``; the first problem raises ``RecipeError``.
+
+    ``check_paths=False`` skips the ``must_exist`` checks (opening a finished run elsewhere).
+    """
+    ctx = _Context(source, base_dir or Path.cwd(), frozenset(cli_keys), check_paths)
     if not isinstance(table, dict):
         raise RecipeError(source, f"[{section}]", f"must be a table, got {type(table).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -189,7 +195,7 @@ def parse_section(
         problem = _check_range(value, f.metadata)
         if problem:
             raise RecipeError(source, f"[{section}] {name}", problem)
-        if f.metadata.get("must_exist") and isinstance(value, Path) and not value.exists():
+        if ctx.check_paths and f.metadata.get("must_exist") and isinstance(value, Path) and not value.exists():
             raise RecipeError(source, f"[{section}] {name}", f"path does not exist: {value}")
         values[name] = value
     instance = cls(**values)

@@ -167,7 +167,9 @@ def apply_overrides(raw: dict, overrides: Sequence[str]) -> tuple[dict, set[str]
     return raw, keys
 
 
-def build_recipe(raw: dict, *, source: str, base_dir: Path, cli_keys: set[str] = frozenset()) -> Recipe:
+def build_recipe(
+    raw: dict, *, source: str, base_dir: Path, cli_keys: set[str] = frozenset(), check_paths: bool = True
+) -> Recipe:
     """Validate a raw recipe table (after overrides) into a ``Recipe``."""
     modality = raw.get("modality")
     if modality is None:
@@ -191,7 +193,8 @@ def build_recipe(raw: dict, *, source: str, base_dir: Path, cli_keys: set[str] =
         raise RecipeError(source, "seed", f"expected an integer >= 0, got {seed!r}")
 
     def section(key: str, cls: type) -> Any:
-        return parse_section(cls, raw.get(key, {}), source=source, section=key, base_dir=base_dir, cli_keys=cli_keys)
+        return parse_section(cls, raw.get(key, {}), source=source, section=key, base_dir=base_dir, cli_keys=cli_keys,
+                             check_paths=check_paths)
 
     core = {key: section(key, cls) for key, cls in CORE_SECTIONS.items()}
     own = {key: section(key, cls) for key, cls in plugin.sections.items()}

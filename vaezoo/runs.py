@@ -60,14 +60,16 @@ class Run:
     device: torch.device
 
 
-def load_recipe_of_run(run_dir: Path, overrides: Sequence[str] = ()) -> Recipe:
+def load_recipe_of_run(run_dir: Path, overrides: Sequence[str] = (), *, check_paths: bool = True) -> Recipe:
+    """The resolved recipe of a run. ``check_paths=False`` lets a run whose data is gone still
+    sample and decode; commands that read data fail later, naming the missing file."""
     recipe_path = run_dir / RECIPE
     if not run_dir.is_dir():
         raise RunDirError(f"{run_dir}: not a run directory (it does not exist)")
     if not recipe_path.exists():
         raise RunDirError(f"{run_dir}: not a run directory ({RECIPE} is missing)")
     raw, keys = apply_overrides(read_toml(recipe_path), overrides)
-    return build_recipe(raw, source=str(recipe_path), base_dir=run_dir.resolve(), cli_keys=keys)
+    return build_recipe(raw, source=str(recipe_path), base_dir=run_dir.resolve(), cli_keys=keys, check_paths=check_paths)
 
 
 def open_run(
@@ -79,7 +81,7 @@ def open_run(
 ) -> Run:
     """Rebuild the model of a run and load its weights (best falls back to last)."""
     run_dir = Path(run_dir)
-    recipe = load_recipe_of_run(run_dir, overrides)
+    recipe = load_recipe_of_run(run_dir, overrides, check_paths=False)
     modality = build_modality(recipe, run_dir)
     vae = build_vae(modality)
     path = run_dir / (BEST if weights == "best" else MODEL)
