@@ -7,7 +7,7 @@ PLUGIN_PROJECTS := $(wildcard plugins/*/pyproject.toml)
 DATA_PACKAGES := dataset-fashion-mnist wordnet-base klettres-data
 DEMO_RUN ?= runs/demo
 
-.PHONY: install data test demo clean
+.PHONY: install data test demo bench-image clean
 
 install: $(STAMP)
 
@@ -37,6 +37,16 @@ demo: install
 	$(BIN)/vaezoo train fashion-mnist-quick --run-dir $(DEMO_RUN)
 	$(BIN)/vaezoo interpolate $(DEMO_RUN) --method spherical
 	@echo "demo finished: open the PNG files in $(DEMO_RUN)/samples and the table in $(DEMO_RUN)/eval.json"
+
+# pythae lives in its own environment: it is a benchmark peer, not a dependency.
+PEERS := benchmarks/.venv-peers
+$(PEERS)/.installed:
+	test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install -q torch==2.14.1 pythae==0.1.2
+	touch $@
+
+bench-image: install $(PEERS)/.installed
+	$(BIN)/python benchmarks/image_vs_peers.py | tee benchmarks/image_vs_peers.jsonl
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

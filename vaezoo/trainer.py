@@ -283,9 +283,13 @@ class Trainer:
                            mininterval=0.5 if sys.stderr.isatty() else 10, file=sys.stderr)
                 iterator = iter(loader)
                 stop_now = False
+                epoch_seconds, epoch_batches = 0.0, 0   # time in training steps alone, for throughput
                 while state.batch_in_epoch < batches_per_epoch:
                     group = min(cfg.grad_accum, batches_per_epoch - state.batch_in_epoch)
+                    tick = time.perf_counter()
                     record = self._step(model, vae, optimizer, iterator, group, state, lr_at, beta_at, device, ctx)
+                    epoch_seconds += time.perf_counter() - tick
+                    epoch_batches += group
                     bar.update(group)
                     bar.set_postfix(loss=f"{record['loss']:.3f}", kl=f"{record['kl']:.2f}", beta=f"{record['beta']:.2f}")
                     self._log_window(state, record, log, cfg.log_every)
@@ -301,6 +305,9 @@ class Trainer:
                     if stop_now or (cfg.max_steps and state.step >= cfg.max_steps):
                         break
                 bar.close()
+                if epoch_batches:
+                    log.write({"split": "timing", "step": state.step, "epoch": state.epoch, "train_seconds": epoch_seconds,
+                               "examples_per_second": epoch_batches * cfg.batch_size * ctx.world_size / max(epoch_seconds, 1e-9)})
                 if interrupted:
                     checkpoint()
                     break
