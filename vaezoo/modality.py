@@ -55,8 +55,15 @@ class Modality:
         """A map-style dataset for ``split`` in ("train", "validation", "test")."""
         raise NotImplementedError
 
-    def collate(self, examples: Sequence[Any]) -> Batch:
-        """Turn a list of dataset items into a batch dict with at least ``"x"``."""
+    def collate(self, examples: Sequence[Any] | Batch) -> Batch:
+        """Turn a list of dataset items into a batch dict with at least ``"x"``.
+
+        A dataset may define ``__getitems__(indices) -> Batch`` to build a whole batch at once
+        (vectorised indexing of an in-memory tensor is much faster than item by item); the
+        DataLoader then hands that batch here, and it passes through unchanged.
+        """
+        if isinstance(examples, dict):
+            return as_batch(examples)
         return as_batch(default_collate(list(examples)))
 
     def load_inputs(self, items: Sequence[str]) -> Batch:
