@@ -3,6 +3,8 @@
 import hashlib
 import json
 import math
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -76,7 +78,10 @@ def test_interrupted_then_resumed_run_matches_uninterrupted(trained, tmp_path, s
 
     def stop(trainer, record):
         if record["step"] == stop_at:
-            trainer.request_stop()
+            if stop_at == 11:
+                os.kill(os.getpid(), signal.SIGINT)   # a real Ctrl-C, handled by the trainer
+            else:
+                trainer.request_stop()
 
     result = Trainer(load_recipe(recipe_path), run, on_step=stop, progress_bar=False, echo=lambda m: None).fit()
     assert result.interrupted and result.steps == stop_at
