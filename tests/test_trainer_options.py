@@ -1,6 +1,7 @@
 """Trainer switches: gradient accumulation, bf16, IWAE, LR schedule, clipping, early stopping."""
 
 import json
+import os
 
 import pytest
 
@@ -83,3 +84,9 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
             raise RuntimeError("disk full")
     assert target.read_text() == "old"
     assert list(tmp_path.iterdir()) == [target]  # no temporary file left behind
+    with atomic_path(target) as tmp:
+        tmp.write_text("new")
+    assert target.read_text() == "new"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0600
