@@ -61,6 +61,7 @@ def read_idx(path: Path) -> np.ndarray:
     expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if len(raw) != expected:
         raise InputError(f"{path}: IDX data has {len(raw)} bytes, its header {shape} needs {expected}")
+    # astype copies into native byte order, leaving a writable array torch can share.
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 
@@ -77,7 +78,7 @@ def read_idx_images(path: Path) -> torch.Tensor:
     array = read_idx(path)
     if array.ndim != 3 or array.dtype != np.uint8:
         raise InputError(f"{path}: expected unsigned-byte images of shape N x H x W, got {array.dtype} {array.shape}")
-    return torch.from_numpy(array.copy()).unsqueeze(1)
+    return torch.from_numpy(array).unsqueeze(1)
 
 
 def read_idx_labels(path: Path, count: int) -> torch.Tensor:
@@ -315,12 +316,10 @@ class FolderSource:
 
 def open_source(cfg: DataConfig) -> IdxSource | FolderSource:
     """The data source the config describes, checked for the right layout."""
-    fmt = cfg.format
-    has_idx = find_idx(cfg.path, "train", "images-idx3") is not None or find_idx(cfg.path, "t10k", "images-idx3") is not None
-    if fmt == "auto":
-        fmt = "idx" if has_idx else "folder"
     if not cfg.path.is_dir():
         raise InputError(f"{cfg.path}: data.path must be a folder (of IDX files or of images)")
+    has_idx = any(find_idx(cfg.path, prefix, "images-idx3") for prefix in ("train", "t10k"))
+    fmt = cfg.format if cfg.format != "auto" else ("idx" if has_idx else "folder")
     if fmt == "idx" and not has_idx:
         raise InputError(f"{cfg.path}: data.format = 'idx' but neither train- nor t10k-images-idx3-ubyte[.gz] is there")
     return IdxSource(cfg) if fmt == "idx" else FolderSource(cfg)

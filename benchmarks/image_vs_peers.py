@@ -1,0 +1,302 @@
+"""Side-by-side: vaezoo's trainer vs a bare PyTorch loop vs pythae 0.1.2 on Fashion-MNIST.
+
+Row "mlp": the same MLP VAE (encoder 784-512-16, decoder 16-512-784, Bernoulli on [0, 1]
+intensities, Adam 1e-3, batch 100), the same 54,000 training images (vaezoo's train split
+of recipes/fashion-mnist-mlp.toml), the same epochs and seed, for
+  (a) vaezoo's Trainer driven by the recipe,
+  (b) a bare PyTorch loop written below,
+  (c) pythae 0.1.2's VAE + BaseTrainer, in its own virtual environment.
+Row "conv": vaezoo's conv recipe against pythae's own MNIST benchmark nets
+(pythae.models.nn.benchmarks.mnist) at the same epoch budget.
+
+Every model is scored by one estimator written here: importance-weighted -log p(x) with
+k posterior samples on the first N test images (logsumexp of log weights). Time per epoch
+counts training steps only (no validation, no saving).
+
+    make bench-image                        # sets up benchmarks/.venv-peers (pythae) and runs this
+    .venv/bin/python benchmarks/image_vs_peers.py --epochs 3 --rows mlp
+
+Prints one JSON line per system and row, then a JSON line of ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PEERS = ROOT / "benchmarks" / ".venv-peers" / "bin" / "python"
+
+
+# -- the shared estimator --------------------------------------------------------------------
+
+
+@torch.no_grad()
+def iw_nll(encode, log_px, x: torch.Tensor, k: int, batch_size: int = 100, seed: int = 0) -> float:
+    """Mean of -log p(x) ~ -(logsumexp_i log w_i - log k); ``encode(x) -> (mu, logvar)``,
+    ``log_px(z [M, D], x [M, ...]) -> [M]``."""
+    g = torch.Generator().manual_seed(seed)
+    total = 0.0
+    for start in range(0, len(x), batch_size):
+        xb = x[start : start + batch_size]
+        mu, logvar = encode(xb)
+        std = torch.exp(0.5 * logvar)
+        eps = torch.randn((k,) + mu.shape, generator=g)
+        z = mu + std * eps                                            # [k, B, D]
+        lpx = log_px(z.reshape(-1, mu.shape[-1]), xb.repeat(k, *([1] * (xb.dim() - 1)))).view(k, -1)
+        lpz = -0.5 * (z**2 + math.log(2 * math.pi)).sum(-1)
+        lqz = -0.5 * (eps**2 + logvar + math.log(2 * math.pi)).sum(-1)
+        total += (torch.logsumexp(lpx + lpz - lqz, 0) - math.log(k)).sum().item()
+    return -total / len(x)
+
+
+def bernoulli_logits_log_px(logits_fn):
+    return lambda z, x: -F.binary_cross_entropy_with_logits(logits_fn(z).reshape(len(x), -1), x.reshape(len(x), -1), reduction="none").sum(-1)
+
+
+# -- (b) a bare PyTorch loop -----------------------------------------------------------------
+
+
+class BareMLP(nn.Module):
+    def __init__(self, latent: int = 16, hidden: int = 512):
+        super().__init__()
+        self.enc = nn.Sequential(nn.Flatten(), nn.Linear(784, hidden), nn.ReLU(), nn.Linear(hidden, 2 * latent))
+        self.dec = nn.Sequential(nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, 784))
+
+    def encode(self, x):
+        mu, logvar = self.enc(x).chunk(2, -1)
+        return mu, logvar
+
+
+def run_bare(train: torch.Tensor, test: torch.Tensor, epochs: int, k: int, seed: int) -> dict:
+    torch.manual_seed(seed)
+    model = BareMLP()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    flat = train.reshape(len(train), -1)
+    epoch_seconds = []
+    for epoch in range(epochs):
+        perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+        tick = time.perf_counter()
+        for start in range(0, len(train) - 99, 100):
+            x = flat[perm[start : start + 100]]
+            mu, logvar = model.encode(x)
+            z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+            rec = F.binary_cross_entropy_with_logits(model.dec(z), x, reduction="none").sum(-1)
+            kl = 0.5 * (mu**2 + logvar.exp() - 1 - logvar).sum(-1)
+            loss = (rec + kl).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        epoch_seconds.append(time.perf_counter() - tick)
+    model.eval()
+    nll = iw_nll(lambda x: model.encode(x), bernoulli_logits_log_px(model.dec), test, k)
+    return {"system": "bare-pytorch", "row": "mlp", "epochs": epochs, "seconds_per_epoch": float(np.median(epoch_seconds)),
+            "epoch_seconds": epoch_seconds, "test_iw_nll": nll}
+
+
+# -- (a) vaezoo --------------------------------------------------------------------------------
+
+
+def vaezoo_recipe(name: str, overrides: list[str]):
+    from vaezoo.recipes import load_recipe
+
+    return load_recipe(ROOT / "recipes" / f"{name}.toml", overrides)
+
+
+def load_split_tensors(recipe_name: str, train_examples: int, test_examples: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The exact training images vaezoo trains on, and the first test images, as tensors."""
+    from vaezoo.runs import build_modality
+
+    recipe = vaezoo_recipe(recipe_name, [f"data.max_train_examples={train_examples}"] if train_examples else [])
+    modality = build_modality(recipe, None)
+
+    def materialise(split, limit=None):
+        ds = modality.dataset(split)
+        n = len(ds) if limit is None else min(limit, len(ds))
+        return modality.collate([ds[i] for i in range(n)])["x"].float()
+
+    return materialise("train"), materialise("test", test_examples)
+
+
+def run_vaezoo(recipe_name: str, row: str, test: torch.Tensor, epochs: int, k: int, train_examples: int) -> dict:
+    from vaezoo.trainer import Trainer
+
+    overrides = [f"train.epochs={epochs}", "eval.at_end=false", "train.samples=0", "train.tensorboard=false",
+                 "train.val_max_examples=1000", "train.threads=0", "train.early_stopping_patience=0"]
+    if train_examples:
+        overrides.append(f"data.max_train_examples={train_examples}")
+    recipe = vaezoo_recipe(recipe_name, overrides)
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "run"
+        trainer = Trainer(recipe, run, progress_bar=False, echo=lambda m: None)
+        trainer.fit()
+        timing = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        seconds = [r["train_seconds"] for r in timing if r["split"] == "timing"]
+        vae = trainer.vae
+        vae.eval()
+        nll = iw_nll(lambda x: (lambda q: (q.mean, q.logvar))(vae.encode({"x": x})),
+                     lambda z, x: vae.decode(z).log_prob(x), test, k)
+    return {"system": "vaezoo", "row": row, "recipe": recipe_name, "epochs": epochs,
+            "seconds_per_epoch": float(np.median(seconds)), "epoch_seconds": seconds, "test_iw_nll": nll}
+
+
+# -- (c) pythae, in its own environment -------------------------------------------------------
+
+
+def pythae_worker(data_dir: Path, row: str, epochs: int, k: int, seed: int) -> dict:
+    """Runs under the peers venv: pythae + torch only."""
+    from pythae.models import VAE, VAEConfig
+    from pythae.models.base.base_utils import ModelOutput
+    from pythae.models.nn import BaseDecoder, BaseEncoder
+    from pythae.data.datasets import BaseDataset
+    from pythae.trainers import BaseTrainer, BaseTrainerConfig
+    from pythae.trainers.training_callbacks import TrainingCallback
+
+    train = torch.from_numpy(np.load(data_dir / "train.npy", allow_pickle=False))
+    test = torch.from_numpy(np.load(data_dir / "test.npy", allow_pickle=False))
+    config = VAEConfig(input_dim=(1, 28, 28), latent_dim=16, reconstruction_loss="bce")
+    torch.manual_seed(seed)
+    if row == "mlp":
+        class Encoder(BaseEncoder):
+            def __init__(self):
+                super().__init__()
+                self.net = nn.Sequential(nn.Flatten(), nn.Linear(784, 512), nn.ReLU())
+                self.mu, self.logvar = nn.Linear(512, 16), nn.Linear(512, 16)
+
+            def forward(self, x):
+                h = self.net(x)
+                return ModelOutput(embedding=self.mu(h), log_covariance=self.logvar(h))
+
+        class Decoder(BaseDecoder):
+            def __init__(self):
+                super().__init__()
+                self.net = nn.Sequential(nn.Linear(16, 512), nn.ReLU(), nn.Linear(512, 784), nn.Sigmoid())
+
+            def forward(self, z):
+                return ModelOutput(reconstruction=self.net(z).reshape(-1, 1, 28, 28))
+
+        encoder, decoder = Encoder(), Decoder()
+    else:
+        from pythae.models.nn.benchmarks.mnist import Decoder_Conv_AE_MNIST, Encoder_Conv_VAE_MNIST
+
+        encoder, decoder = Encoder_Conv_VAE_MNIST(config), Decoder_Conv_AE_MNIST(config)
+    model = VAE(config, encoder=encoder, decoder=decoder)
+
+    class EpochTimer(TrainingCallback):
+        def __init__(self):
+            self.seconds, self._tick = [], None
+
+        def on_epoch_begin(self, training_config, **kwargs):
+            self._tick = time.perf_counter()
+
+        def on_epoch_end(self, training_config, **kwargs):
+            self.seconds.append(time.perf_counter() - self._tick)
+
+    timer = EpochTimer()
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = BaseTrainerConfig(output_dir=tmp, num_epochs=epochs, learning_rate=1e-3, per_device_train_batch_size=100,
+                                optimizer_cls="Adam", no_cuda=True, seed=seed)
+        trainer = BaseTrainer(model, BaseDataset(train, torch.zeros(len(train))), None, cfg, callbacks=[timer])
+        trainer.train()
+    model.eval()
+
+    def log_px(z, x):
+        probs = model.decoder(z)["reconstruction"].reshape(len(x), -1)
+        return -F.binary_cross_entropy(probs, x.reshape(len(x), -1), reduction="none").sum(-1)
+
+    def encode(x):
+        out = model.encoder(x)
+        return out.embedding, out.log_covariance
+
+    nll = iw_nll(encode, log_px, test, k)
+    return {"system": "pythae-0.1.2", "row": row, "epochs": epochs, "seconds_per_epoch": float(np.median(timer.seconds)),
+            "epoch_seconds": timer.seconds, "test_iw_nll": nll}
+
+
+def run_pythae(peers_python: Path, train: torch.Tensor, test: torch.Tensor, row: str, epochs: int, k: int, seed: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        np.save(Path(tmp) / "train.npy", train.numpy(), allow_pickle=False)
+        np.save(Path(tmp) / "test.npy", test.numpy(), allow_pickle=False)
+        proc = subprocess.run(
+            [str(peers_python), __file__, "--worker", row, "--data", tmp, "--epochs", str(epochs), "--k", str(k), "--seed", str(seed)],
+            capture_output=True, text=True,
+        )
+    if proc.returncode != 0:
+        return {"system": "pythae-0.1.2", "row": row, "error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# -- driver ----------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rows", default="mlp,conv", help="comma-separated: mlp, conv")
+    p.add_argument("--epochs", type=int, default=5, help="epochs of the mlp row")
+    p.add_argument("--conv-epochs", type=int, default=1, help="epochs of the conv row")
+    p.add_argument("--conv-train-examples", type=int, default=10000, help="training images of the conv row (0 = all 54,000)")
+    p.add_argument("--k", type=int, default=200, help="importance samples")
+    p.add_argument("--test-examples", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--peers-python", type=Path, default=DEFAULT_PEERS)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+
+    if args.worker:  # inside the peers environment
+        print(json.dumps(pythae_worker(args.data, args.worker, args.epochs, args.k, args.seed)))
+        return
+
+    have_peers = args.peers_python.exists()
+    if not have_peers:
+        print(f"note: {args.peers_python} not found; pythae rows skipped (make bench-image sets it up)", file=sys.stderr)
+    results = []
+    for row in args.rows.split(","):
+        recipe, epochs, n_train = {
+            "mlp": ("fashion-mnist-mlp", args.epochs, 0),
+            "conv": ("fashion-mnist-conv", args.conv_epochs, args.conv_train_examples),
+        }[row]
+        print(f"[{row}] loading data", file=sys.stderr)
+        train, test = load_split_tensors(recipe, n_train, args.test_examples)
+        rows = []
+        print(f"[{row}] vaezoo: {epochs} epochs on {len(train)} images", file=sys.stderr)
+        rows.append(run_vaezoo(recipe, row, test, epochs, args.k, n_train))
+        print(json.dumps(rows[-1]), flush=True)
+        if row == "mlp":
+            print(f"[{row}] bare PyTorch loop", file=sys.stderr)
+            rows.append(run_bare(train, test, epochs, args.k, args.seed))
+            print(json.dumps(rows[-1]), flush=True)
+        if have_peers:
+            print(f"[{row}] pythae", file=sys.stderr)
+            rows.append(run_pythae(args.peers_python, train, test, row, epochs, args.k, args.seed))
+            print(json.dumps(rows[-1]), flush=True)
+        results += rows
+
+    by = {(r["system"], r["row"]): r for r in results if "seconds_per_epoch" in r}
+    ratios = {}
+    for row in ("mlp", "conv"):
+        vz = by.get(("vaezoo", row))
+        for peer in ("bare-pytorch", "pythae-0.1.2"):
+            other = by.get((peer, row))
+            if vz and other:
+                ratios[f"{row}: vaezoo/{peer} time per epoch"] = round(vz["seconds_per_epoch"] / other["seconds_per_epoch"], 3)
+                ratios[f"{row}: vaezoo-{peer} test IW-NLL (nats)"] = round(vz["test_iw_nll"] - other["test_iw_nll"], 3)
+    print(json.dumps({"ratios": ratios, "k": args.k, "test_examples": args.test_examples, "threads": args.threads}))
+
+
+if __name__ == "__main__":
+    main()
