@@ -9,37 +9,9 @@ sys.path.insert(0, str(TESTS))
 # Subprocesses (torchrun, the CLI) find the tiny modality the same way.
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
 
+from tiny_modality import TINY_RECIPE  # noqa: E402  (needs tests/ on sys.path)
 
-TINY_RECIPE = """\
-modality = "tiny_modality:TinyVectors"
-name = "tiny"
-seed = 3
 
-[latent]
-dim = 2
-
-[data]
-n = 128
-dim = 6
-
-[model]
-hidden = 16
-
-[objective]
-kl_schedule = "linear"
-kl_warmup_steps = 10
-
-[train]
-epochs = 3
-batch_size = 16
-lr = 0.01
-log_every = 1
-samples = 5
-tensorboard = false
-
-[eval]
-iw_samples = 20
-"""
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import subprocess
 import sys
 import textwrap
 
-from conftest import TINY_RECIPE
+from tiny_modality import TINY_RECIPE
 
 SCRIPT = textwrap.dedent(
     """

@@ -37,7 +37,7 @@ def digest(folder: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One uninterrupted run, shared by the tests that only read it."""
-    from conftest import TINY_RECIPE
+    from tiny_modality import TINY_RECIPE
 
     root = tmp_path_factory.mktemp("e2e")
     recipe = root / "tiny.toml"
@@ -159,7 +159,7 @@ def test_user_mistakes_give_clear_errors_and_touch_nothing(trained, tmp_path):
 
 
 def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(tmp_path):
-    from conftest import TINY_RECIPE
+    from tiny_modality import TINY_RECIPE
 
     path = tmp_path / "tiny.toml"
     path.write_text(TINY_RECIPE)

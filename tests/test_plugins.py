@@ -5,7 +5,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from conftest import TINY_RECIPE
+from tiny_modality import TINY_RECIPE
 from vaezoo import plugins
 from vaezoo.cli import main
 from vaezoo.modality import PLUGIN_API_VERSION

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import TINY_RECIPE
+from tiny_modality import TINY_RECIPE
 from vaezoo.cli import main
 from vaezoo.recipes import load_recipe
 

@@ -99,3 +99,36 @@ class TinyVectors(Modality):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("\n".join(",".join(f"{v:.5f}" for v in row) for row in px.mean.tolist()) + "\n")
         return [path]
+
+
+# A recipe for this modality that trains in well under a second.
+TINY_RECIPE = """\
+modality = "tiny_modality:TinyVectors"
+name = "tiny"
+seed = 3
+
+[latent]
+dim = 2
+
+[data]
+n = 128
+dim = 6
+
+[model]
+hidden = 16
+
+[objective]
+kl_schedule = "linear"
+kl_warmup_steps = 10
+
+[train]
+epochs = 3
+batch_size = 16
+lr = 0.01
+log_every = 1
+samples = 5
+tensorboard = false
+
+[eval]
+iw_samples = 20
+"""
