@@ -1,0 +1,88 @@
+"""The text modality's recipe sections: [data], [tokenizer], [model] and [generate]."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from vaezoo import option
+
+
+@dataclass
+class DataConfig:
+    path: Path = option(
+        help="a UTF-8 text file with one sentence per line, or (format = 'wordnet') the WordNet folder "
+        "holding data.noun, data.verb, data.adj and data.adv",
+        must_exist=True,
+    )
+    format: Literal["lines", "wordnet"] = option(
+        "lines", help="'lines': one sentence per line; 'wordnet': the quoted example sentences of WordNet's glosses"
+    )
+    validation_path: Path | None = option(
+        None, must_exist=True, help="a file of validation sentences (format 'lines'); default: held out of path"
+    )
+    test_path: Path | None = option(
+        None, must_exist=True, help="a file of test sentences (format 'lines'); default: held out of path"
+    )
+    validation_fraction: float = option(0.05, gt=0.0, max=0.5, help="share of the sentences held out for validation")
+    test_fraction: float = option(0.05, gt=0.0, max=0.5, help="share of the sentences held out for testing")
+    split_seed: int = option(0, min=0, help="seed of the held-out splits (kept apart from the training seed)")
+    deduplicate: bool = option(True, help="drop repeated sentences before splitting, so no test sentence is seen in training")
+    max_train_examples: int = option(0, min=0, help="train on a seeded random subset of this size (0 = all)")
+
+    def check(self) -> None:
+        if self.format == "wordnet" and (self.validation_path or self.test_path):
+            raise ValueError("validation_path and test_path work with format = 'lines' only; WordNet is split by fraction")
+
+
+@dataclass
+class TokenizerConfig:
+    kind: Literal["word", "bpe"] = option(
+        "word", help="'word': whole words and punctuation marks; 'bpe': byte-level BPE (no unknown tokens)"
+    )
+    vocab_size: int = option(10000, min=8, help="largest vocabulary, the 4 special tokens included")
+    min_frequency: int = option(2, min=1, help="words (or BPE merges) seen fewer times in training become <unk>")
+    lowercase: bool = option(True, help="lowercase every sentence before tokenizing")
+    max_length: int = option(40, min=2, help="tokens per sentence, end-of-sentence included; longer ones are truncated")
+
+
+@dataclass
+class ModelConfig:
+    embedding_dim: int = option(256, min=1, help="size of the token embeddings (encoder and decoder each have their own)")
+    encoder_hidden: int = option(512, min=1, help="LSTM state size of the encoder (per direction)")
+    encoder_layers: int = option(1, min=1, help="stacked LSTM layers in the encoder")
+    bidirectional: bool = option(True, help="read each sentence both ways in the encoder")
+    decoder_hidden: int = option(512, min=1, help="LSTM state size of the decoder")
+    decoder_layers: int = option(1, min=1, help="stacked LSTM layers in the decoder")
+    use_latent: bool = option(
+        True, help="false: the decoder ignores z, giving an LSTM language model of the same size (the baseline)"
+    )
+    z_init_state: bool = option(True, help="z sets the decoder's initial LSTM state (through a linear map)")
+    z_every_step: bool = option(True, help="z is concatenated to the decoder's input at every step")
+    word_dropout: float = option(
+        0.25, min=0.0, max=1.0,
+        help="training only: share of decoder input tokens replaced by <unk>, so the decoder must lean on z",
+    )
+    dropout: float = option(0.0, min=0.0, max=0.9, help="dropout on LSTM outputs (between layers and before the softmax)")
+
+    def check(self) -> None:
+        if self.use_latent and not (self.z_init_state or self.z_every_step):
+            raise ValueError(
+                "z_init_state and z_every_step are both false, so the decoder cannot see z; "
+                "turn one on, or set use_latent = false for the language-model baseline"
+            )
+
+
+@dataclass
+class GenerateConfig:
+    strategy: Literal["greedy", "sample", "beam"] = option(
+        "greedy", help="how tokens are chosen when decoding samples, reconstructions and interpolations"
+    )
+    temperature: float = option(1.0, gt=0.0, help="strategy 'sample': softmax temperature (< 1 is more conservative)")
+    top_p: float = option(1.0, gt=0.0, max=1.0, help="strategy 'sample': nucleus size (1 = the whole distribution)")
+    beam_width: int = option(5, min=1, help="strategy 'beam': hypotheses kept per sentence")
+    max_length: int = option(40, min=1, help="tokens generated at most, end-of-sentence included")
+    allow_unk: bool = option(
+        True, help="false: never generate <unk> (readable output from a word-level vocabulary; scores are unchanged)"
+    )

@@ -1,0 +1,136 @@
+"""The text modality: what vaezoo's core calls to train and use a sentence VAE."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+import vaezoo
+from vaezoo import SPLITS, InputError, Modality, VaezooError
+
+from vaezoo_text import data, writers
+from vaezoo_text.config import DataConfig, GenerateConfig, ModelConfig, TokenizerConfig
+from vaezoo_text.networks import Decoder, Encoder, SentenceDistribution
+from vaezoo_text.tokenizer import decode, encode, load_tokenizer, save_tokenizer, train_tokenizer
+
+
+def perplexity(nll_nats: float, tokens: int) -> float:
+    """Per-token perplexity from a total negative log-likelihood over ``tokens`` predicted
+    tokens (EOS counts: the model predicts where each sentence ends)."""
+    if tokens <= 0:
+        raise ValueError(f"perplexity needs at least one token, got {tokens}")
+    return math.exp(nll_nats / tokens)
+
+
+class TextModality(Modality):
+    name = "text"
+    api_version = vaezoo.PLUGIN_API_VERSION
+    sections = {"data": DataConfig, "tokenizer": TokenizerConfig, "model": ModelConfig, "generate": GenerateConfig}
+    description = "sentences: LSTM VAE (Bowman et al. 2016) or LSTM LM; word/BPE tokenizers; greedy/sample/beam decoding"
+
+    def __init__(self, recipe, run_dir: Path | None = None):
+        super().__init__(recipe, run_dir)
+        # Read on first use: sampling from a finished run needs neither the corpus nor a split.
+        self._splits: dict[str, list[str]] | None = None
+        self._datasets: dict[str, data.TokenDataset] = {}
+        self._tokenizer = None
+
+    # -- tokenizer ----------------------------------------------------------------------------
+    def fit(self, run_dir: Path) -> None:
+        """Train the tokenizer on the training split and save it as run_dir/tokenizer.json."""
+        save_tokenizer(train_tokenizer(self.sentences("train"), self.recipe.tokenizer), run_dir)
+        self.run_dir = Path(run_dir)
+        self._tokenizer = None  # reload from the file, exactly as every later instance will
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            if self.run_dir is None:
+                raise VaezooError("the text modality needs a run directory holding tokenizer.json (written by fit)")
+            self._tokenizer = load_tokenizer(self.run_dir)
+        return self._tokenizer
+
+    def encode_sentences(self, sentences: Sequence[str]) -> list[list[int]]:
+        return encode(self.tokenizer, sentences, self.recipe.tokenizer.max_length)
+
+    def decode_tokens(self, ids: torch.Tensor) -> list[str]:
+        """Text of each row of token ids ``[N, L]``."""
+        return [decode(self.tokenizer, row) for row in ids.tolist()]
+
+    # -- data ---------------------------------------------------------------------------------
+    def sentences(self, split: str) -> list[str]:
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+        if self._splits is None:
+            self._splits = data.make_splits(self.recipe.data)
+        return self._splits[split]
+
+    def dataset(self, split: str) -> Dataset:
+        if split not in self._datasets:
+            self._datasets[split] = data.TokenDataset(self.encode_sentences(self.sentences(split)))
+        return self._datasets[split]
+
+    def collate(self, examples: Sequence[torch.Tensor]) -> vaezoo.Batch:
+        return data.pad_batch(examples, self.tokenizer.pad_token_id)
+
+    def load_inputs(self, items: Sequence[str]) -> vaezoo.Batch:
+        """Sentences given on the command line, tokenized like the training data."""
+        if not items:
+            raise InputError("no input sentences given")
+        sentences = [" ".join(item.split()) for item in items]
+        for i, sentence in enumerate(sentences, 1):
+            if not sentence:
+                raise InputError(f"input {i} is empty; give each sentence as one quoted argument")
+        return self.collate([torch.tensor(ids) for ids in self.encode_sentences(sentences)])
+
+    # -- networks -----------------------------------------------------------------------------
+    def build_encoder(self) -> nn.Module:
+        return Encoder(len(self.tokenizer), self.recipe.model, self.recipe.latent.dim, self.tokenizer.pad_token_id)
+
+    def build_decoder(self) -> nn.Module:
+        tok = self.tokenizer
+        return Decoder(
+            len(tok), self.recipe.model, self.recipe.latent.dim, pad_id=tok.pad_token_id, unk_id=tok.unk_token_id,
+            bos_id=tok.bos_token_id, eos_id=tok.eos_token_id, max_length=self.recipe.tokenizer.max_length,
+        )
+
+    # -- writers ------------------------------------------------------------------------------
+    def generate_text(self, px: SentenceDistribution) -> list[str]:
+        """Decode every z of ``px`` with the recipe's [generate] options."""
+        g: GenerateConfig = self.recipe.generate
+        ids = px.generate(g.strategy, temperature=g.temperature, top_p=g.top_p, beam_width=g.beam_width,
+                          max_length=g.max_length, allow_unk=g.allow_unk)
+        return self.decode_tokens(ids)
+
+    def write_samples(self, px, stem: Path) -> list[Path]:
+        return writers.write_samples(self.generate_text(px), stem)
+
+    def write_reconstructions(self, batch: vaezoo.Batch, px, stem: Path) -> list[Path]:
+        # The input as the model saw it (lowercased, rare words as <unk>), then its decoding.
+        return writers.write_reconstructions(self.decode_tokens(batch["x"]), self.generate_text(px), stem)
+
+    def write_interpolations(self, px, steps: int, stem: Path) -> list[Path]:
+        return writers.write_interpolations(self.generate_text(px), steps, stem)
+
+    # -- evaluation ---------------------------------------------------------------------------
+    def extra_metrics(self, vae, batches: Iterable[vaezoo.Batch], base: dict) -> dict[str, float]:
+        """Per-token perplexity of the evaluated sentences: from the IW-NLL (``perplexity``)
+        and from the ELBO (``perplexity_elbo``, an upper bound)."""
+        n = base["n_examples"]
+        tokens, seen = 0, 0
+        for batch in batches:  # the core evaluated the first n examples of these batches
+            lengths = batch["length"][: n - seen]
+            tokens += int(lengths.sum())
+            seen += len(lengths)
+            if seen >= n:
+                break
+        out = {"tokens_per_sentence": tokens / n}
+        if base.get("iw_nll") is not None:
+            out["perplexity"] = perplexity(base["iw_nll"] * n, tokens)
+        out["perplexity_elbo"] = perplexity(-base["elbo"] * n, tokens)
+        return out
