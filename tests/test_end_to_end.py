@@ -211,3 +211,19 @@ def test_datasets_may_build_whole_batches(tiny_recipe, tmp_path):
     slow = list(make_loader([{"x": row} for row in x], collate, 16, shuffle=True, seed=1))
     assert len(fast) == len(slow) == 3
     assert all(torch.equal(a["x"], b["x"]) for a, b in zip(fast, slow))
+
+
+def test_a_failed_data_fit_leaves_no_half_made_run(tmp_path, monkeypatch):
+    import tiny_modality
+
+    from vaezoo.errors import InputError
+
+    def refuse(self, run_dir):
+        raise InputError("too few sentences in data.path")
+
+    monkeypatch.setattr(tiny_modality.TinyVectors, "fit", refuse, raising=False)
+    path = tmp_path / "tiny.toml"
+    path.write_text(tiny_modality.TINY_RECIPE)
+    result = cli("train", path, "--run-dir", tmp_path / "run")
+    assert result.exit_code == 2 and "too few sentences" in result.output
+    assert not (tmp_path / "run").exists()   # so the same --run-dir works once the data is fixed

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import signal
 import sys
 import time
@@ -196,7 +197,12 @@ class Trainer:
 
         modality = build_modality(recipe, self.run_dir)
         if ctx.is_main and not self.resume:
-            modality.fit(self.run_dir)
+            try:
+                modality.fit(self.run_dir)
+            except BaseException:
+                # The folder was empty or new a moment ago: leave it so, and the same --run-dir works on retry.
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+                raise
         ctx.barrier()
 
         torch.manual_seed(recipe.seed)
