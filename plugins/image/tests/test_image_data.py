@@ -169,6 +169,16 @@ def test_load_image_crops_to_square(tmp_path):
     assert x.shape == (1, 5, 5) and x.float().mean() > 240   # resampling may blur the edges a little
 
 
+def test_load_image_modes(tmp_path):
+    sixteen = (np.arange(16, dtype=np.uint16).reshape(4, 4) * 4369)   # 0 .. 65535
+    x = load_image(write_png(tmp_path / "i16.png", sixteen), 4, "gray")
+    assert x[0, 0, 0] == 0 and x[0, -1, -1] == 255 and len(x.unique()) == 16   # rescaled, not clipped
+    rgba = np.zeros((6, 6, 4), dtype=np.uint8)
+    rgba[..., 0] = 200
+    x = load_image(write_png(tmp_path / "rgba.png", rgba), 6, "rgb")
+    assert x.shape == (3, 6, 6) and (x[0] == 200).all() and (x[1:] == 0).all()
+
+
 def test_load_inputs(class_folder, tmp_path):
     m = modality({"path": str(class_folder), "size": 8, "binarize": "dynamic"})
     files = [str(p) for p in sorted(class_folder.rglob("*.png"))[:3]]

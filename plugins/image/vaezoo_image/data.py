@@ -106,6 +106,10 @@ def load_image(path: Path, size: int, color: str) -> torch.Tensor:
     try:
         with Image.open(path) as image:
             image = ImageOps.exif_transpose(image)  # phones store rotation as a tag
+            if image.mode in ("I", "I;16", "I;16B", "I;16L"):
+                # 16-bit gray: convert("L") would clip at 255 rather than rescale 0..65535.
+                scaled = np.asarray(image, dtype=np.float64) / 257.0
+                image = Image.fromarray(scaled.round().clip(0, 255).astype(np.uint8))
             image = image.convert("L" if color == "gray" else "RGB")
             image = ImageOps.fit(image, (size, size), method=Image.Resampling.BICUBIC)
             array = np.asarray(image, dtype=np.uint8)
