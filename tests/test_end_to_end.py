@@ -218,10 +218,10 @@ def test_a_failed_data_fit_leaves_no_half_made_run(tmp_path, monkeypatch):
 
     from vaezoo.errors import InputError
 
-    def refuse(self, run_dir):
+    def refuse(self, split):
         raise InputError("too few sentences in data.path")
 
-    monkeypatch.setattr(tiny_modality.TinyVectors, "fit", refuse, raising=False)
+    monkeypatch.setattr(tiny_modality.TinyVectors, "dataset", refuse)
     path = tmp_path / "tiny.toml"
     path.write_text(tiny_modality.TINY_RECIPE)
     result = cli("train", path, "--run-dir", tmp_path / "run")

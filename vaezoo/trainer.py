@@ -195,24 +195,23 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_text(self.run_dir / RECIPE, self.recipe.to_toml())
 
-        modality = build_modality(recipe, self.run_dir)
-        if ctx.is_main and not self.resume:
-            try:
+        try:
+            modality = build_modality(recipe, self.run_dir)
+            if ctx.is_main and not self.resume:
                 modality.fit(self.run_dir)
-            except BaseException:
+            ctx.barrier()
+            torch.manual_seed(recipe.seed)
+            vae = build_vae(modality).to(device)
+            train_set = modality.dataset("train")
+            val_set = modality.dataset("validation")
+        except BaseException:
+            if ctx.is_main and not self.resume:
                 # The folder was empty or new a moment ago: leave it so, and the same --run-dir works on retry.
                 shutil.rmtree(self.run_dir, ignore_errors=True)
-                raise
-        ctx.barrier()
-
-        torch.manual_seed(recipe.seed)
-        vae = build_vae(modality).to(device)
+            raise
         self.vae = vae  # visible to on_step callbacks
         optimizer = make_optimizer(vae.parameters(), cfg)
         model = DistributedDataParallel(vae) if ctx.enabled else vae
-
-        train_set = modality.dataset("train")
-        val_set = modality.dataset("validation")
         collate = modality.collate
 
         def train_loader(epoch: int, start: int):
