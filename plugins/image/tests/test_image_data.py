@@ -61,6 +61,22 @@ def test_idx_splits_labels_and_sizes(idx_folder):
     assert batch["x"].shape == (10, 1, 8, 8) and batch["label"].tolist() == [i % 4 for i in range(10)]
 
 
+def test_idx_whole_batches_equal_item_by_item(idx_folder):
+    """__getitems__ (the fast path the DataLoader takes) builds the batch collate would."""
+    from vaezoo.data import make_loader
+
+    m = modality({"path": str(idx_folder), "size": 8, "validation_fraction": 0.25})
+    train = m.dataset("train")
+    positions = [5, 0, 17, 3]
+    fast = m.collate(train.__getitems__(positions))
+    slow = m.collate([train[p] for p in positions])
+    assert torch.equal(fast["x"], slow["x"]) and torch.equal(fast["label"], slow["label"])
+    loaded = next(iter(make_loader(train, m.collate, 6, shuffle=True, seed=2)))
+    assert loaded["x"].shape == (6, 1, 8, 8) and loaded["label"].shape == (6,)
+    binary = modality({"path": str(idx_folder), "size": 8, "binarize": "dynamic"}).dataset("train")
+    assert set(binary.__getitems__(positions)["x"].unique().tolist()) <= {0.0, 1.0}
+
+
 def test_idx_resize_rgb_subset_and_no_labels(idx_folder):
     m = modality({"path": str(idx_folder), "size": 16, "color": "rgb", "labels": False, "max_train_examples": 7})
     train = m.dataset("train")

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from vaezoo import SPLITS, InputError
 from vaezoo.data import split_indices
@@ -193,6 +193,21 @@ class TensorImageDataset(ImageDataset):
 
     def raw(self, i: int) -> torch.Tensor:
         return self.images[i]
+
+    def __getitems__(self, positions: list[int]) -> dict:
+        """A whole batch by one vectorised index (vaezoo passes it through its collate):
+        item-by-item loading costs more than an MLP's training step."""
+        if self.binarize == "dynamic" and self.fixed_seed is not None:
+            # One seeded draw per example cannot be vectorised; evaluation is not the hot path.
+            return default_collate([self[p] for p in positions])
+        idx = torch.as_tensor([self.indices[p] for p in positions], dtype=torch.long)
+        x = self.images[idx].float() / 255.0
+        if self.binarize == "dynamic":
+            x = torch.bernoulli(x)
+        batch = {"x": x}
+        if self.labels is not None:
+            batch["label"] = self.labels[idx]
+        return batch
 
 
 class FolderImageDataset(ImageDataset):
