@@ -227,3 +227,21 @@ def test_a_failed_data_fit_leaves_no_half_made_run(tmp_path, monkeypatch):
     result = cli("train", path, "--run-dir", tmp_path / "run")
     assert result.exit_code == 2 and "too few sentences" in result.output
     assert not (tmp_path / "run").exists()   # so the same --run-dir works once the data is fixed
+
+
+def test_no_checkpoint_is_written_with_non_finite_weights(tmp_path):
+    """Poisoned on the last step of an epoch: the loss is still finite, the checkpoint must refuse."""
+    from tiny_modality import TINY_RECIPE
+
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY_RECIPE)
+    run = tmp_path / "run"
+
+    def poison(trainer, record):
+        if record["step"] == 16:  # the end of epoch 2, just before its checkpoint
+            with torch.no_grad():
+                next(trainer.vae.parameters()).fill_(float("inf"))
+
+    with pytest.raises(TrainingDiverged, match=r"diverged at step 16 .*non-finite.*last good checkpoint \(step 8\)"):
+        Trainer(load_recipe(path), run, on_step=poison, progress_bar=False, echo=lambda m: None).fit()
+    assert all(torch.isfinite(t).all() for t in load_file(str(run / "model.safetensors")).values())
