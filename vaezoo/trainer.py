@@ -298,7 +298,9 @@ class Trainer:
                     epoch_seconds += time.perf_counter() - tick
                     epoch_batches += group
                     bar.update(group)
-                    bar.set_postfix(loss=f"{record['loss']:.3f}", kl=f"{record['kl']:.2f}", beta=f"{record['beta']:.2f}")
+                    # refresh=False: the bar redraws at its own interval, not on every step (CI logs).
+                    bar.set_postfix(loss=f"{record['loss']:.3f}", kl=f"{record['kl']:.2f}",
+                                    beta=f"{record['beta']:.2f}", refresh=False)
                     self._log_window(state, record, log, cfg.log_every)
                     if self.on_step is not None:
                         self.on_step(self, record)
