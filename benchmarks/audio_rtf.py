@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -96,6 +97,7 @@ def measure_rtf(run_dir: Path, args) -> list[dict]:
     audio_seconds = args.clips * modality.clip_samples / rate
     inverter = modality.inverter
     records = []
+    load = os.getloadavg()[0]   # other work on the machine shows here; timings assume an idle one
     torch.manual_seed(0)
 
     # Generation: prior -> decoder means, then inversion of those.
@@ -123,7 +125,8 @@ def measure_rtf(run_dir: Path, args) -> list[dict]:
     for r in records:
         r.update({"threads": args.threads, "clips": args.clips, "clip_seconds": round(modality.clip_samples / rate, 3),
                   "griffin_lim_iterations": modality.recipe.inversion.iterations,
-                  "nnls_iterations": modality.recipe.inversion.nnls_iterations, "run": str(run_dir)})
+                  "nnls_iterations": modality.recipe.inversion.nnls_iterations, "run": str(run_dir),
+                  "load_average_1m": round(load, 2)})
     return records
 
 

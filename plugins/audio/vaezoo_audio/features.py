@@ -1,0 +1,286 @@
+"""From waveforms to normalised log-mel spectrograms and back.
+
+- ``FrontEnd``: resample to the recipe's rate, log-mel spectrogram (torchaudio's
+  ``MelSpectrogram``, power 2, centred frames: L samples give ``L // hop + 1`` frames),
+  optional trimming of leading and trailing silence.
+- ``Normalizer``: mean and standard deviation of log-mel (per mel band, one global pair, or
+  none), fitted on the training split and stored as JSON in the run directory.
+- ``Inverter``: log-mel -> mel power -> linear power (``InverseMelScale`` with the
+  ``gelsd`` least-squares driver, which copes with the rank-deficient filter banks that
+  make the default driver fail), refined by non-negative least-squares steps -> waveform by
+  fast Griffin-Lim (``griffin_lim``: torchaudio's algorithm, batched over CPU threads).
+  T frames become ``(T - 1) * hop`` samples.
+- ``mel_errors``: mel L1 and log-spectral distance in dB between two log-mel batches.
+
+Log-mel values are natural logs of mel power; ``DB_PER_NEPER`` converts them to dB.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+from typing import Iterable
+
+import torch
+import torchaudio
+
+from vaezoo import VaezooError
+
+from vaezoo_audio.config import FeaturesConfig, InversionConfig
+
+DB_PER_NEPER = 10.0 / math.log(10.0)  # 10 * log10(P) = DB_PER_NEPER * ln(P)
+STATS_FILE = "audio_stats.json"
+STATS_FORMAT = "vaezoo-audio-stats"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+class FrontEnd:
+    """Waveform -> log-mel ``[n_mels, frames]`` with the recipe's [features]."""
+
+    def __init__(self, cfg: FeaturesConfig):
+        self.cfg = cfg
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, win_length=cfg.window, hop_length=cfg.hop_length,
+            f_min=cfg.f_min, f_max=cfg.top_frequency, n_mels=cfg.n_mels, power=2.0, center=True,
+            pad_mode="reflect", norm=None, mel_scale=cfg.mel_scale,
+        )
+        self.log_floor = math.log(cfg.log_floor)
+        self._resamplers: dict[int, torchaudio.transforms.Resample] = {}
+
+    def resample(self, wave: torch.Tensor, rate: int) -> torch.Tensor:
+        """``wave [..., L]`` at ``rate`` Hz -> the recipe's rate (the filter is built once per rate)."""
+        if rate == self.cfg.sample_rate:
+            return wave
+        if rate not in self._resamplers:
+            self._resamplers[rate] = torchaudio.transforms.Resample(rate, self.cfg.sample_rate)
+        return self._resamplers[rate](wave)
+
+    def resampled_length(self, length: int, rate: int) -> int:
+        """Samples after resampling ``length`` samples at ``rate`` (torchaudio's rounding: up)."""
+        if rate == self.cfg.sample_rate:
+            return length
+        g = math.gcd(rate, self.cfg.sample_rate)
+        orig, new = rate // g, self.cfg.sample_rate // g
+        return -(-new * length // orig)
+
+    def frames(self, samples: int) -> int:
+        """Frames of a waveform of ``samples`` samples (centred frames; tiny inputs are padded)."""
+        return max(samples, self.cfg.n_fft // 2 + 1) // self.cfg.hop_length + 1
+
+    def samples(self, frames: int) -> int:
+        """Samples that ``frames`` frames are inverted to."""
+        return (frames - 1) * self.cfg.hop_length
+
+    def log_mel(self, wave: torch.Tensor) -> torch.Tensor:
+        """``wave [..., L]`` at the recipe's rate -> natural-log mel power ``[..., n_mels, frames]``."""
+        short = self.cfg.n_fft // 2 + 1 - wave.shape[-1]
+        if short > 0:  # reflect padding needs more samples than half a window: pad with silence
+            wave = torch.nn.functional.pad(wave, (0, short))
+        return self.mel(wave).clamp_min(self.cfg.log_floor).log()
+
+    def trim(self, log_mel: torch.Tensor, top_db: float) -> torch.Tensor:
+        """Drop leading and trailing frames whose total power is more than ``top_db`` below the loudest."""
+        energy = torch.logsumexp(log_mel, dim=-2) * DB_PER_NEPER   # dB per frame
+        loud = torch.nonzero(energy >= energy.max() - top_db).flatten()
+        return log_mel[..., int(loud[0]) : int(loud[-1]) + 1]
+
+    def __call__(self, wave: torch.Tensor, rate: int, trim_db: float | None = None) -> torch.Tensor:
+        """A mono waveform ``[L]`` at ``rate`` Hz -> log-mel ``[n_mels, frames]``, trimmed when ``trim_db`` is set."""
+        log_mel = self.log_mel(self.resample(wave, rate))
+        return self.trim(log_mel, trim_db) if trim_db else log_mel
+
+
+class Normalizer:
+    """Standardises log-mel ``[..., n_mels, T]`` with fitted means and standard deviations ``[n_mels]``."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, mode: str = "mel", frames: int = 0, files: int = 0):
+        self.mean, self.std = mean.float(), std.float()
+        self.mode, self.frames, self.files = mode, frames, files
+
+    @classmethod
+    def fit(cls, log_mels: Iterable[torch.Tensor], n_mels: int, mode: str) -> "Normalizer":
+        """Statistics over every frame of ``log_mels`` (each ``[n_mels, frames]``), summed in float64."""
+        total = torch.zeros(n_mels, dtype=torch.float64)
+        squares = torch.zeros(n_mels, dtype=torch.float64)
+        frames = files = 0
+        for log_mel in log_mels:
+            x = log_mel.double()
+            total += x.sum(-1)
+            squares += (x * x).sum(-1)
+            frames += x.shape[-1]
+            files += 1
+        if frames == 0:
+            raise VaezooError("cannot fit the normalisation: the training split has no audio frames")
+        if mode == "none":
+            return cls(torch.zeros(n_mels), torch.ones(n_mels), mode, frames, files)
+        if mode == "global":
+            total, squares, count = total.sum().expand(n_mels), squares.sum().expand(n_mels), frames * n_mels
+        else:
+            count = frames
+        mean = total / count
+        var = (squares / count - mean * mean).clamp_min(0.0)
+        # A band that never varies (above the content's bandwidth, or digital silence) keeps a unit-ish scale.
+        std = var.sqrt().clamp_min(1e-2)
+        return cls(mean, std, mode, frames, files)
+
+    def normalize(self, log_mel: torch.Tensor) -> torch.Tensor:
+        return (log_mel - self.mean.to(log_mel).unsqueeze(-1)) / self.std.to(log_mel).unsqueeze(-1)
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.std.to(x).unsqueeze(-1) + self.mean.to(x).unsqueeze(-1)
+
+    # -- the run directory's copy ---------------------------------------------------------------
+    def save(self, run_dir: Path, features: FeaturesConfig) -> Path:
+        payload = {
+            "format": STATS_FORMAT, "version": 1, "normalize": self.mode, "frames": self.frames, "files": self.files,
+            "features": asdict(features), "mean": self.mean.tolist(), "std": self.std.tolist(),
+        }
+        path = Path(run_dir) / STATS_FILE
+        write_text_atomic(path, json.dumps(payload, indent=1) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, run_dir: Path, features: FeaturesConfig) -> "Normalizer":
+        path = Path(run_dir) / STATS_FILE
+        try:
+            payload = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise VaezooError(f"{path} is missing: the audio modality writes it when training starts "
+                              "(normalisation statistics of the training split)") from None
+        except (OSError, ValueError) as err:
+            raise VaezooError(f"{path}: cannot read normalisation statistics ({err})") from None
+        if payload.get("format") != STATS_FORMAT or len(payload.get("mean", [])) != features.n_mels:
+            raise VaezooError(f"{path}: not statistics for {features.n_mels} mel bands; was [features] changed "
+                              "after training? (log-mel features cannot change once a model is trained)")
+        return cls(torch.tensor(payload["mean"]), torch.tensor(payload["std"]), payload.get("normalize", "mel"),
+                   payload.get("frames", 0), payload.get("files", 0))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file beside ``path`` and rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o666 & ~_UMASK)   # mkstemp makes 0600; give the file the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class Inverter(torch.nn.Module):
+    """Log-mel ``[..., n_mels, T]`` -> waveform ``[..., (T - 1) * hop]``."""
+
+    def __init__(self, features: FeaturesConfig, inversion: InversionConfig):
+        super().__init__()
+        self.features, self.inversion = features, inversion
+        self.inverse_mel = torchaudio.transforms.InverseMelScale(
+            n_stft=features.n_fft // 2 + 1, n_mels=features.n_mels, sample_rate=features.sample_rate,
+            f_min=features.f_min, f_max=features.top_frequency, norm=None, mel_scale=features.mel_scale,
+            driver="gelsd",
+        )
+        self.register_buffer("window", torch.hann_window(features.window), persistent=False)
+
+    def linear_power(self, log_mel: torch.Tensor) -> torch.Tensor:
+        """Non-negative least-squares linear power spectrogram ``[..., n_fft // 2 + 1, T]`` of a log-mel.
+
+        ``InverseMelScale`` gives the minimum-norm least-squares solution and clips its negative
+        lobes to 0, which leaves energy in bands next to strong ones (on a sine sweep, 20 dB and
+        more of log-spectral distance back in the mel domain). Multiplicative updates (Lee and
+        Seung 2001) from that start keep the spectrum non-negative and bring its mel projection
+        back to the target: ``s <- s * (F m) / (F F^T s)`` for the filter bank F ``[freq, mels]``.
+        """
+        mel = log_mel.float().exp()
+        linear = self.inverse_mel(mel)
+        steps = self.inversion.nnls_iterations
+        if steps:
+            fb = self.inverse_mel.fb                          # [freq, mels]
+            target = fb @ mel                                 # F m, fixed
+            # Every bin starts above 0: a multiplicative update never revives an exact zero.
+            linear = linear + 1e-3 * linear.amax(dim=-2, keepdim=True) + 1e-12
+            for _ in range(steps):
+                linear = linear * target / (fb @ (fb.transpose(0, 1) @ linear)).clamp_min(1e-20)
+        return linear
+
+    def griffin_lim(self, power: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Linear power ``[..., freq, T]`` -> waveform ``[..., (T - 1) * hop]`` by fast Griffin-Lim.
+
+        Initial phases are drawn here, from ``generator`` (default: the global RNG, as torchaudio
+        draws them); the batch
+        is then cut into one chunk per torch CPU thread, inverted side by side in a thread pool
+        (torch releases the GIL inside its operators, and a chunk's FFTs run on one core each,
+        which intra-op threading does not give), and joined. Chunks are independent, so the
+        result does not depend on how they were scheduled.
+        """
+        f, inv = self.features, self.inversion
+        shape = power.shape
+        magnitude = power.float().clamp_min(0).sqrt().reshape(-1, *shape[-2:])
+        if inv.random_phase:
+            angles = torch.rand(magnitude.shape, dtype=torch.complex64, generator=generator)
+        else:
+            angles = torch.ones(magnitude.shape, dtype=torch.complex64)
+        run = functools.partial(
+            griffin_lim, window=self.window, n_fft=f.n_fft, hop_length=f.hop_length, win_length=f.window,
+            n_iter=inv.iterations, momentum=inv.momentum, length=(shape[-1] - 1) * f.hop_length,
+        )
+        workers = min(torch.get_num_threads(), len(magnitude))
+        if workers <= 1:
+            wave = run(magnitude, angles)
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                wave = torch.cat(list(pool.map(run, magnitude.chunk(workers), angles.chunk(workers))))
+        return wave.reshape(*shape[:-2], wave.shape[-1])
+
+    @torch.no_grad()
+    def forward(self, log_mel: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.griffin_lim(self.linear_power(log_mel), generator)
+
+
+def griffin_lim(magnitude: torch.Tensor, angles: torch.Tensor, *, window: torch.Tensor, n_fft: int, hop_length: int,
+                win_length: int, n_iter: int, momentum: float, length: int) -> torch.Tensor:
+    """Fast Griffin-Lim (Perraudin et al. 2013) from given initial phases.
+
+    The algorithm of ``torchaudio.functional.griffinlim`` step for step (the tests check the
+    two agree), with the phase update ``u / |u|`` as ``torch.sgn(u)``, several times faster
+    on the CPU than dividing by the complex absolute value. ``magnitude [B, freq, T]``,
+    ``angles`` complex of the same shape; returns ``[B, length]``.
+    """
+    if not 0 <= momentum < 1:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+    alpha = momentum / (1 + momentum)
+    stft = dict(n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window)
+    previous = None
+    for _ in range(n_iter):
+        inverse = torch.istft(magnitude * angles, length=length, **stft)
+        rebuilt = torch.stft(inverse, center=True, pad_mode="reflect", normalized=False, onesided=True,
+                             return_complex=True, **stft)
+        update = rebuilt if previous is None or not alpha else torch.sub(rebuilt, previous, alpha=alpha)
+        angles = torch.sgn(update)
+        previous = rebuilt
+    return torch.istft(magnitude * angles, length=length, **stft)
+
+
+def mel_errors(a: torch.Tensor, b: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[float, float, int]:
+    """Summed mel L1 (dB) and log-spectral distance (dB) over real frames, and the frame count.
+
+    ``a, b``: log-mel ``[N, (1,) n_mels, T]`` (natural log of power); ``lengths [N]`` real
+    frames per clip (padding is skipped). Per frame, L1 is the mean absolute dB difference over
+    bands and the LSD the root-mean-square one; divide both sums by the count for the means.
+    """
+    diff = (a.float() - b.float()).reshape(a.shape[0], -1, a.shape[-1]) * DB_PER_NEPER   # [N, M, T]
+    l1 = diff.abs().mean(1)                   # [N, T]
+    lsd = diff.pow(2).mean(1).sqrt()          # [N, T]
+    if lengths is None:
+        mask = torch.ones_like(l1, dtype=torch.bool)
+    else:
+        mask = torch.arange(a.shape[-1], device=a.device).unsqueeze(0) < lengths.to(a.device).unsqueeze(1)
+    return float(l1[mask].sum()), float(lsd[mask].sum()), int(mask.sum())
