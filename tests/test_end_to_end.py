@@ -245,3 +245,12 @@ def test_no_checkpoint_is_written_with_non_finite_weights(tmp_path):
     with pytest.raises(TrainingDiverged, match=r"diverged at step 16 .*non-finite.*last good checkpoint \(step 8\)"):
         Trainer(load_recipe(path), run, on_step=poison, progress_bar=False, echo=lambda m: None).fit()
     assert all(torch.isfinite(t).all() for t in load_file(str(run / "model.safetensors")).values())
+
+
+def test_generating_commands_are_repeatable_with_a_seed(trained, tmp_path):
+    _, run, _ = trained
+    for command in (["sample", run, "--n", 4], ["reconstruct", run, "-n", 3], ["interpolate", run, "--pairs", 2]):
+        a, b = tmp_path / "a", tmp_path / "b"
+        assert cli(*command, "--seed", 5, "--out", a).exit_code == 0
+        assert cli(*command, "--seed", 5, "--out", b).exit_code == 0
+        assert digest(a) == digest(b)

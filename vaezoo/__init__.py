@@ -6,7 +6,7 @@ The public plugin API (what a modality plugin may import) is re-exported here.
 __version__ = "0.1.0"
 
 from vaezoo.batches import Batch, as_batch, batch_size
-from vaezoo.checkpoints import atomic_path
+from vaezoo.checkpoints import atomic_path, write_json
 from vaezoo.config import option
 from vaezoo.distributions import DiagonalGaussian, StandardNormal
 from vaezoo.errors import InputError, VaezooError
@@ -21,6 +21,7 @@ __all__ = [
     "batch_size",
     "option",
     "atomic_path",
+    "write_json",
     "DiagonalGaussian",
     "StandardNormal",
     "InputError",

@@ -24,6 +24,8 @@ SET = click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VAL
 WEIGHTS = click.option("--weights", type=click.Choice(["best", "last"]), default="best", show_default=True,
                        help="Best-validation or latest weights.")
 DEVICE = click.option("--device", default="auto", show_default=True, help="'auto', 'cpu', 'cuda' or 'cuda:N'.")
+SEED = click.option("--seed", type=int, default=0, show_default=True,
+                    help="Seeds every random draw, so the same command writes the same files.")
 
 
 class VaezooGroup(click.Group):
@@ -141,7 +143,7 @@ def train(recipe: str | None, overrides, run_dir: Path | None, resume: Path | No
 @click.option("-n", "--n", "count", type=click.IntRange(1), default=64, show_default=True, help="How many samples.")
 @click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
               help="Scale of the prior's standard deviation.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@SEED
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder (default: RUN_DIR/samples).")
 @WEIGHTS
 @SET
@@ -167,12 +169,15 @@ def _inputs_or_split(run, inputs, split: str, n: int):
               help="Examples taken from --split when no INPUTS are given.")
 @click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder (default: RUN_DIR/samples).")
+@SEED
 @WEIGHTS
 @SET
 @DEVICE
-def reconstruct(run_dir: Path, inputs, count: int, split: str, out: Path | None, weights: str, overrides, device: str) -> None:
+def reconstruct(run_dir: Path, inputs, count: int, split: str, out: Path | None, seed: int, weights: str, overrides,
+                device: str) -> None:
     """Encode INPUTS (files or strings, as the modality reads them) or examples of a split, and decode them."""
     run = _open(run_dir, weights, overrides, device)
+    torch.manual_seed(seed)
     batch = _inputs_or_split(run, inputs, split, count)
     _, px = run.vae.reconstruct(batch)
     _echo_files(run.modality.write_reconstructions(batch, px, _out_dir(run, out) / "reconstructions"))
@@ -187,13 +192,15 @@ def reconstruct(run_dir: Path, inputs, count: int, split: str, out: Path | None,
               help="Paths between consecutive examples of --split when no INPUTS are given.")
 @click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder (default: RUN_DIR/samples).")
+@SEED
 @WEIGHTS
 @SET
 @DEVICE
 def interpolate(run_dir: Path, inputs, steps: int, method: str, pairs: int, split: str, out: Path | None,
-                weights: str, overrides, device: str) -> None:
+                seed: int, weights: str, overrides, device: str) -> None:
     """Walk the latent space between two inputs (INPUT_A INPUT_B), or between pairs of a split."""
     run = _open(run_dir, weights, overrides, device)
+    torch.manual_seed(seed)
     if inputs:
         if len(inputs) != 2:
             raise InputError(f"interpolate takes two inputs (A and B), got {len(inputs)}")
