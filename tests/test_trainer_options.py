@@ -90,3 +90,16 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0600
+
+
+@pytest.mark.parametrize("uses_latent", [True, False])
+def test_collapse_warning_only_for_models_that_use_z(tiny_recipe, tmp_path, monkeypatch, uses_latent):
+    import tiny_modality
+
+    monkeypatch.setattr(tiny_modality.TinyVectors, "uses_latent", uses_latent)
+    # beta = 1000 drives every posterior onto the prior: no active units.
+    recipe = load_recipe(tiny_recipe, [*QUIET, "objective.beta=1000.0", 'objective.kl_schedule="constant"', "train.epochs=2"])
+    said = []
+    Trainer(recipe, tmp_path / "run", progress_bar=False, echo=said.append).fit()
+    warned = any("no active latent units" in line for line in said)
+    assert warned == uses_latent

@@ -45,6 +45,12 @@ class Modality:
         self.recipe = recipe
         self.run_dir = Path(run_dir) if run_dir is not None else None
 
+    @property
+    def uses_latent(self) -> bool:
+        """False for baselines whose decoder ignores z (a language model): the trainer then
+        does not warn about posterior collapse."""
+        return True
+
     # -- data -------------------------------------------------------------------------------
     def fit(self, run_dir: Path) -> None:
         """Learn data-dependent state (a vocabulary, normalisation statistics) from the

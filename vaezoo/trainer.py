@@ -271,7 +271,7 @@ class Trainer:
                 f"step {state.step} epoch {state.epoch + 1}: validation -ELBO {loss:.4f} (KL {result.kl:.3f}, "
                 f"AU {result.active_units}, MI {result.mutual_information:.3f})" + (" *best*" if improved else "")
             )
-            if result.active_units == 0:
+            if result.active_units == 0 and modality.uses_latent:
                 self.echo("warning: no active latent units (posterior collapse); consider KL annealing or free bits")
             return bool(cfg.early_stopping_patience) and state.bad_validations >= cfg.early_stopping_patience
 

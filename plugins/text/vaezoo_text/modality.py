@@ -40,6 +40,11 @@ class TextModality(Modality):
         self._datasets: dict[str, data.TokenDataset] = {}
         self._tokenizer = None
 
+    @property
+    def uses_latent(self) -> bool:
+        # The LM baseline's decoder ignores z: no posterior-collapse warning for it.
+        return self.recipe.model.use_latent
+
     # -- tokenizer ----------------------------------------------------------------------------
     def fit(self, run_dir: Path) -> None:
         """Train the tokenizer on the training split and save it as run_dir/tokenizer.json."""
