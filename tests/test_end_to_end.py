@@ -247,10 +247,23 @@ def test_no_checkpoint_is_written_with_non_finite_weights(tmp_path):
     assert all(torch.isfinite(t).all() for t in load_file(str(run / "model.safetensors")).values())
 
 
-def test_generating_commands_are_repeatable_with_a_seed(trained, tmp_path):
+def test_generating_commands_are_repeatable_with_a_seed(trained, tmp_path, monkeypatch):
+    """--seed reaches every random draw a writer makes (Griffin-Lim phases, text sampling ...)."""
+    import tiny_modality
+
+    def noisy_writer(self, *args):
+        stem = args[-1]
+        path = Path(f"{stem}.txt")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(repr(torch.rand(4).tolist()))
+        return [path]
+
+    monkeypatch.setattr(tiny_modality.TinyVectors, "write_reconstructions", noisy_writer, raising=False)
+    monkeypatch.setattr(tiny_modality.TinyVectors, "write_interpolations", noisy_writer, raising=False)
     _, run, _ = trained
     for command in (["sample", run, "--n", 4], ["reconstruct", run, "-n", 3], ["interpolate", run, "--pairs", 2]):
-        a, b = tmp_path / "a", tmp_path / "b"
-        assert cli(*command, "--seed", 5, "--out", a).exit_code == 0
-        assert cli(*command, "--seed", 5, "--out", b).exit_code == 0
-        assert digest(a) == digest(b)
+        outputs = {}
+        for name, seed in (("a", 5), ("b", 5), ("c", 6)):
+            assert cli(*command, "--seed", seed, "--out", tmp_path / command[0] / name).exit_code == 0
+            outputs[name] = digest(tmp_path / command[0] / name)
+        assert outputs["a"] == outputs["b"] and outputs["a"] != outputs["c"], command[0]

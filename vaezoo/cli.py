@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 from vaezoo import __version__
 from vaezoo.batches import concat_batches, slice_batch, to_device
 from vaezoo.checkpoints import EVAL, atomic_path, write_json
-from vaezoo.data import make_loader
+from vaezoo.data import first_examples, make_loader
 from vaezoo.errors import InputError, VaezooError
 from vaezoo.modality import PLUGIN_API_VERSION
 
@@ -66,14 +66,6 @@ def _out_dir(run, out: Path | None) -> Path:
 def _echo_files(files) -> None:
     for f in files:
         click.echo(f"wrote {f}")
-
-
-def _split_batch(run, split: str, n: int, offset: int = 0):
-    dataset = run.modality.dataset(split)
-    if len(dataset) == 0:
-        raise InputError(f"the {split} split is empty")
-    items = [dataset[(offset + i) % len(dataset)] for i in range(n)]
-    return run.modality.collate(items)
 
 
 # -- train -----------------------------------------------------------------------------------
@@ -158,7 +150,7 @@ def sample(run_dir: Path, count: int, temperature: float, seed: int, out: Path |
 
 
 def _inputs_or_split(run, inputs, split: str, n: int):
-    batch = run.modality.load_inputs(list(inputs)) if inputs else _split_batch(run, split, n)
+    batch = run.modality.load_inputs(list(inputs)) if inputs else first_examples(run.modality.dataset(split), run.modality.collate, n)
     return to_device(batch, run.device)
 
 
@@ -207,7 +199,7 @@ def interpolate(run_dir: Path, inputs, steps: int, method: str, pairs: int, spli
         both = to_device(run.modality.load_inputs(list(inputs)), run.device)
         a, b = slice_batch(both, slice(0, 1)), slice_batch(both, slice(1, 2))
     else:
-        both = to_device(_split_batch(run, split, 2 * pairs), run.device)
+        both = to_device(first_examples(run.modality.dataset(split), run.modality.collate, 2 * pairs), run.device)
         a, b = slice_batch(both, slice(0, None, 2)), slice_batch(both, slice(1, None, 2))
     _, px = run.vae.interpolate(a, b, steps=steps, method=method)
     _echo_files(run.modality.write_interpolations(px, steps, _out_dir(run, out) / f"interpolation-{method}"))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
+
+from vaezoo.batches import Batch
+from vaezoo.errors import InputError
 
 
 def split_indices(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -92,7 +95,8 @@ def make_loader(
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers, generator=generator)
 
 
-def first_examples(dataset: Dataset, collate: Callable, n: int) -> Sequence:
-    """The first ``n`` examples of a dataset, collated into one batch."""
-    n = min(n, len(dataset))
-    return collate([dataset[i] for i in range(n)])
+def first_examples(dataset: Dataset, collate: Callable, n: int) -> Batch:
+    """The first ``n`` examples of a dataset as one batch, cycling when it holds fewer."""
+    if len(dataset) == 0:
+        raise InputError("the split is empty")
+    return collate([dataset[i % len(dataset)] for i in range(n)])

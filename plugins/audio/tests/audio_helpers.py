@@ -1,8 +1,4 @@
-"""Shared helpers for the audio plugin's tests: synthetic sounds written by the tests, tiny recipes.
-
-(Not a conftest.py: the core's tests import their own ``conftest`` by name, and a second
-module of that name would shadow it.)
-"""
+"""Shared helpers for the audio plugin's tests: synthetic sounds written by the tests, tiny recipes."""
 
 from __future__ import annotations
 
@@ -13,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import tomli_w
 import torch
 
 from vaezoo.recipes import build_recipe
@@ -76,22 +73,7 @@ def recipe_text(folder: Path, /, **sections: dict) -> str:
     }
     for name, values in sections.items():
         tables.setdefault(name, {}).update(values)
-    lines = ['modality = "audio"', 'name = "tiny-audio"', "seed = 0", ""]
-    for name, values in tables.items():
-        lines.append(f"[{name}]")
-        lines += [f"{key} = {toml_value(value)}" for key, value in values.items()]
-        lines.append("")
-    return "\n".join(lines)
-
-
-def toml_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    return repr(value)
+    return tomli_w.dumps({"modality": "audio", "name": "tiny-audio", "seed": 0, **tables})
 
 
 def make_recipe(folder: Path, /, **sections: dict):

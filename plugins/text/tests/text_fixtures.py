@@ -1,8 +1,4 @@
-"""Shared helpers for the text plugin's tests: a tiny made-up corpus and recipes.
-
-(Not a conftest.py: the core's tests import their own ``conftest`` by name, and a second
-module of that name would shadow it.)
-"""
+"""Shared helpers for the text plugin's tests: a tiny made-up corpus and recipes."""
 
 from __future__ import annotations
 
@@ -10,6 +6,7 @@ import random
 from pathlib import Path
 
 import pytest
+import tomli_w
 import torch
 
 from vaezoo.recipes import build_recipe
@@ -64,21 +61,7 @@ def recipe_text(corpus: Path, **sections: dict) -> str:
     }
     for name, values in sections.items():
         tables.setdefault(name, {}).update(values)
-    lines = ['modality = "text"', 'name = "tiny-text"', "seed = 0", ""]
-    for name, values in tables.items():
-        lines.append(f"[{name}]")
-        for key, value in values.items():
-            lines.append(f"{key} = {toml_value(value)}")
-        lines.append("")
-    return "\n".join(lines)
-
-
-def toml_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return repr(value)
+    return tomli_w.dumps({"modality": "text", "name": "tiny-text", "seed": 0, **tables})
 
 
 def make_recipe(corpus: Path, **sections: dict):
