@@ -95,8 +95,26 @@ def make_loader(
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers, generator=generator)
 
 
+def examples_at(dataset: Dataset, collate: Callable, indices: list[int]) -> Batch:
+    """The examples at ``indices`` as one batch, through the dataset's batch fast path when it has one."""
+    getitems = getattr(dataset, "__getitems__", None)
+    return collate(getitems(indices) if getitems is not None else [dataset[i] for i in indices])
+
+
 def first_examples(dataset: Dataset, collate: Callable, n: int) -> Batch:
     """The first ``n`` examples of a dataset as one batch, cycling when it holds fewer."""
     if len(dataset) == 0:
         raise InputError("the split is empty")
-    return collate([dataset[i % len(dataset)] for i in range(n)])
+    return examples_at(dataset, collate, [i % len(dataset) for i in range(n)])
+
+
+def random_batches(dataset: Dataset, collate: Callable, batch_size: int, seed: int) -> Iterator[Batch]:
+    """Endless batches drawn without replacement within each batch; the same ``seed`` repeats them.
+
+    For training chores outside the epoch's order (aggressive encoder steps): seeding by the
+    step keeps a resumed run on the same batches without saving any sampler state.
+    """
+    g = torch.Generator().manual_seed(seed)
+    size = min(batch_size, len(dataset))
+    while True:
+        yield examples_at(dataset, collate, torch.randperm(len(dataset), generator=g)[:size].tolist())

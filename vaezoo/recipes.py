@@ -78,6 +78,10 @@ class TrainConfig:
     early_stopping_patience: int = option(0, min=0, help="stop after N validations without improvement (0 = off)")
     early_stopping_min_delta: float = option(0.0, min=0.0, help="smallest loss decrease that counts as improvement")
     log_every: int = option(50, min=1, help="steps between training-metric records")
+    aggressive_encoder: bool = option(
+        False, help="He et al. (2019): before each decoder step, train the encoder alone until its loss "
+        "stops falling; switched off for good once validation mutual information stops rising")
+    aggressive_max_inner: int = option(100, min=1, help="most encoder-only steps before each decoder step")
     samples: int = option(64, min=0, help="prior samples written to samples/ at the end (0 = none)")
     tensorboard: bool = option(True, help="also write TensorBoard event files")
 

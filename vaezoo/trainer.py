@@ -38,9 +38,9 @@ from vaezoo.checkpoints import (
     write_json,
     write_text,
 )
-from vaezoo.data import first_examples, make_loader
+from vaezoo.data import first_examples, make_loader, random_batches
 from vaezoo.distributed import init_distributed
-from vaezoo.errors import RunDirError, TrainingDiverged
+from vaezoo.errors import RecipeError, RunDirError, TrainingDiverged
 from vaezoo.estimators import EvalResult, evaluate
 from vaezoo.recipes import Recipe
 from vaezoo.runs import build_modality, build_vae, pick_device, weights_metadata
@@ -57,6 +57,27 @@ def make_optimizer(params, cfg) -> torch.optim.Optimizer:
     if cfg.optimizer == "rmsprop":
         return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
+
+
+def parameter_groups(vae) -> list[dict]:
+    """The encoder's parameters and all others as two named groups, so a step can move one side alone."""
+    in_encoder = {id(p) for p in vae.encoder.parameters()}
+    groups = [{"name": "encoder", "params": [p for p in vae.parameters() if id(p) in in_encoder]},
+              {"name": "decoder", "params": [p for p in vae.parameters() if id(p) not in in_encoder]}]
+    return [g for g in groups if g["params"]]
+
+
+def keep_gradients_of(optimizer: torch.optim.Optimizer, name: str) -> None:
+    """Drop the gradients outside group ``name``; optimisers skip parameters without one."""
+    for group in optimizer.param_groups:
+        if group.get("name") != name:
+            for p in group["params"]:
+                p.grad = None
+
+
+# He et al. (2019) judge the inner encoder loop every 15 steps: it ends when a block's mean
+# loss is no lower than the previous block's.
+AGGRESSIVE_BLOCK = 15
 
 
 def kl_schedule(recipe: Recipe) -> KLSchedule:
@@ -102,6 +123,8 @@ class Progress:
     best_loss: float = math.inf      # best validation loss (-ELBO) so far
     best_step: int = -1
     bad_validations: int = 0         # validations since the last improvement
+    aggressive: bool = False         # in the aggressive-encoder phase (He et al. 2019)
+    aggressive_mi: float | None = None  # validation MI at the last check of that phase
     window: dict = field(default_factory=dict)  # running sums for the next train record
 
     def as_dict(self) -> dict:
@@ -197,6 +220,9 @@ class Trainer:
 
         try:
             modality = build_modality(recipe, self.run_dir)
+            if cfg.aggressive_encoder and not modality.uses_latent:
+                raise RecipeError(f"{recipe.source}: train.aggressive_encoder = true needs a model that uses its latent "
+                                  f"variable, and this {recipe.modality} model does not; set it to false")
             if ctx.is_main and not self.resume:
                 modality.fit(self.run_dir)
             ctx.barrier()
@@ -210,7 +236,7 @@ class Trainer:
                 shutil.rmtree(self.run_dir, ignore_errors=True)
             raise
         self.vae = vae  # visible to on_step callbacks
-        optimizer = make_optimizer(vae.parameters(), cfg)
+        optimizer = make_optimizer(parameter_groups(vae), cfg)
         model = DistributedDataParallel(vae) if ctx.enabled else vae
         collate = modality.collate
 
@@ -223,6 +249,10 @@ class Trainer:
         def val_loader():
             return make_loader(val_set, collate, recipe.eval.batch_size, num_workers=cfg.num_workers)
 
+        def encoder_batches(step: int):
+            # Fresh batches for the aggressive inner loop, seeded by the step so a resume repeats them.
+            return random_batches(train_set, collate, cfg.batch_size, seed=hash((recipe.seed, step, ctx.rank)) & (2**62 - 1))
+
         batches_per_epoch = train_loader(0, 0).batch_sampler.total()
         steps_per_epoch = -(-batches_per_epoch // cfg.grad_accum)
         total_steps = steps_per_epoch * cfg.epochs
@@ -231,7 +261,7 @@ class Trainer:
         lr_at = LRSchedule(cfg.lr_schedule, cfg.warmup_steps, total_steps, cfg.min_lr_factor)
         beta_at = kl_schedule(recipe)
 
-        state = Progress()
+        state = Progress(aggressive=cfg.aggressive_encoder)
         if self.resume:
             load_weights(vae, self.run_dir / MODEL)
             state = Progress.from_dict(load_trainer_state(self.run_dir, optimizer))
@@ -273,7 +303,19 @@ class Trainer:
             )
             if result.active_units == 0 and modality.uses_latent:
                 self.echo("warning: no active latent units (posterior collapse); consider KL annealing or free bits")
+            if state.aggressive:
+                end_aggressive_phase_if_mi_stalls(result.mutual_information)
             return bool(cfg.early_stopping_patience) and state.bad_validations >= cfg.early_stopping_patience
+
+        def end_aggressive_phase_if_mi_stalls(mi: float) -> None:
+            """He et al.: leave the aggressive phase for good once validation MI stops rising."""
+            if state.aggressive_mi is not None and mi <= state.aggressive_mi:
+                state.aggressive = False
+                log.write({"split": "event", "step": state.step, "epoch": state.epoch, "event": "aggressive_off",
+                           "mutual_information": mi, "previous_mutual_information": state.aggressive_mi})
+                self.echo(f"aggressive encoder updates off from step {state.step}: validation MI {mi:.3f} "
+                          f"did not rise above {state.aggressive_mi:.3f}")
+            state.aggressive_mi = mi
 
         previous_handler = None
         if ctx.is_main and not ctx.enabled:
@@ -294,7 +336,8 @@ class Trainer:
                 while state.batch_in_epoch < batches_per_epoch:
                     group = min(cfg.grad_accum, batches_per_epoch - state.batch_in_epoch)
                     tick = time.perf_counter()
-                    record = self._step(model, vae, optimizer, iterator, group, state, lr_at, beta_at, device, ctx)
+                    record = self._step(model, vae, optimizer, iterator, group, state, lr_at, beta_at, device, ctx,
+                                        encoder_batches)
                     epoch_seconds += time.perf_counter() - tick
                     epoch_batches += group
                     bar.update(group)
@@ -360,24 +403,57 @@ class Trainer:
         self._stop_requested = True
         self.echo("stopping after this step (press Ctrl-C again to abort without a checkpoint)")
 
-    def _step(self, model, vae, optimizer, iterator, group, state, lr_at, beta_at, device, ctx) -> dict:
-        """One optimiser step over ``group`` micro-batches."""
-        cfg, obj = self.recipe.train, self.recipe.objective
+    def _forward(self, model, batch, beta: float, device):
+        obj = self.recipe.objective
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16) if self.recipe.train.bf16 else nullcontext()
+        with autocast:
+            return model(batch, beta=beta, free_bits=obj.free_bits, objective=obj.kind, iwae_samples=obj.iwae_samples)
+
+    def _encoder_steps(self, model, vae, optimizer, batches, beta, device, ctx, state) -> int:
+        """The inner loop of He et al. (2019), Algorithm 1: encoder-only steps on fresh batches
+        until the loss stops falling (judged per block of AGGRESSIVE_BLOCK steps). Returns the count."""
+        cfg = self.recipe.train
+        previous_block, block, taken = math.inf, 0.0, 0
+        while taken < cfg.aggressive_max_inner:
+            optimizer.zero_grad(set_to_none=True)
+            out = self._forward(model, to_device(next(batches), device), beta, device)
+            out.loss.backward()
+            loss = out.loss.item()
+            if ctx.any(not math.isfinite(loss)):
+                self._diverged(state.step + 1, state.epoch, f"loss {loss:.4g} in an aggressive encoder step")
+            keep_gradients_of(optimizer, "encoder")
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(vae.encoder.parameters(), cfg.grad_clip)
+            optimizer.step()
+            taken += 1
+            block += loss
+            if taken % AGGRESSIVE_BLOCK == 0:
+                # Every rank leaves together, or DDP would wait forever on the one that stayed.
+                if ctx.any(block >= previous_block):
+                    break
+                previous_block, block = block, 0.0
+        return taken
+
+    def _step(self, model, vae, optimizer, iterator, group, state, lr_at, beta_at, device, ctx, encoder_batches) -> dict:
+        """One optimiser step over ``group`` micro-batches; in the aggressive phase, a decoder
+        step after the encoder has been trained alone (``encoder_batches(step)`` feeds it)."""
+        cfg = self.recipe.train
         beta = beta_at(state.step)
         lr = cfg.lr * lr_at(state.step)
         for g in optimizer.param_groups:
             g["lr"] = lr
         model.train()
+        encoder_steps = 0
+        if state.aggressive:
+            encoder_steps = self._encoder_steps(model, vae, optimizer, encoder_batches(state.step), beta, device, ctx, state)
         optimizer.zero_grad(set_to_none=True)
         sums = {"loss": 0.0, "elbo": 0.0, "reconstruction": 0.0, "kl": 0.0}
-        autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.bf16 else nullcontext()
         loss_finite = True
         for i in range(group):
             batch = to_device(next(iterator), device)
             sync = model.no_sync() if ctx.enabled and i < group - 1 else nullcontext()
             with sync:
-                with autocast:
-                    out = model(batch, beta=beta, free_bits=obj.free_bits, objective=obj.kind, iwae_samples=obj.iwae_samples)
+                out = self._forward(model, batch, beta, device)
                 (out.loss / group).backward()
             # One host sync for the four numbers, not four.
             values = torch.stack([out.loss, out.elbo.mean(), out.reconstruction.mean(), out.kl.mean()]).float().tolist()
@@ -387,6 +463,8 @@ class Trainer:
         # The gradient norm costs ~10% of a small model's step on CPU, so it is taken only when
         # clipping needs it or the step is logged. Non-finite gradients that slip through show up
         # as a non-finite loss one step later, and no checkpoint is written with non-finite weights.
+        if state.aggressive:
+            keep_gradients_of(optimizer, "decoder")  # the encoder had its turn
         grad_norm = None
         if cfg.grad_clip > 0:
             grad_norm = torch.nn.utils.clip_grad_norm_(vae.parameters(), cfg.grad_clip).item()
@@ -398,8 +476,11 @@ class Trainer:
         optimizer.step()
         state.step += 1
         state.batch_in_epoch += group
-        return {"split": "train", "step": state.step, "epoch": state.epoch, "lr": lr, "beta": beta,
-                "grad_norm": grad_norm, **sums}
+        record = {"split": "train", "step": state.step, "epoch": state.epoch, "lr": lr, "beta": beta,
+                  "grad_norm": grad_norm, **sums}
+        if cfg.aggressive_encoder:
+            record["encoder_steps"] = encoder_steps
+        return record
 
     def _diverged(self, step: int, epoch: int, what: str) -> None:
         kept = (f"the last good checkpoint (step {self._saved_step}) is kept in {self.run_dir}"
@@ -414,8 +495,9 @@ class Trainer:
         """Average train numbers over windows of ``every`` steps (sums live in the checkpoint)."""
         w = state.window
         if record:
-            for key in ("loss", "elbo", "reconstruction", "kl"):
-                w[key] = w.get(key, 0.0) + record[key]
+            for key in ("loss", "elbo", "reconstruction", "kl", "encoder_steps"):
+                if key in record:
+                    w[key] = w.get(key, 0.0) + record[key]
             w["n"] = w.get("n", 0) + 1
             if record["grad_norm"] is not None:
                 w["grad_norm_sum"] = w.get("grad_norm_sum", 0.0) + record["grad_norm"]
