@@ -221,8 +221,9 @@ class Trainer:
         try:
             modality = build_modality(recipe, self.run_dir)
             if cfg.aggressive_encoder and not modality.uses_latent:
-                raise RecipeError(f"{recipe.source}: train.aggressive_encoder = true needs a model that uses its latent "
-                                  f"variable, and this {recipe.modality} model does not; set it to false")
+                raise RecipeError(recipe.source, "[train] aggressive_encoder",
+                                  f"true needs a model that uses its latent variable, and this {recipe.modality} "
+                                  "model does not; set it to false")
             if ctx.is_main and not self.resume:
                 modality.fit(self.run_dir)
             ctx.barrier()
