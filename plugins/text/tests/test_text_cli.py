@@ -91,3 +91,18 @@ def test_bad_inputs_give_one_clear_line(run):
     assert result.exit_code == 2 and "input 1 is empty" in result.output
     result = cli("sample", run_dir, "--set", "generate.top_p=1.5")
     assert result.exit_code == 2 and "[generate] top_p" in result.output and "Traceback" not in result.output
+
+
+def test_aggressive_encoder_updates_train_and_are_refused_for_the_lm(tmp_path):
+    corpus = write_corpus(tmp_path / "sentences.txt", 120)
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(recipe_text(corpus))
+    quick = ["--set", "train.epochs=1", "--set", "train.aggressive_encoder=true", "--set", "train.aggressive_max_inner=3",
+             "--set", "eval.at_end=false", "--set", "train.samples=0", "--no-progress"]
+    result = cli("train", recipe, "--run-dir", tmp_path / "vae", *quick)
+    assert result.exit_code == 0, result.output
+    train = [r for r in map(json.loads, (tmp_path / "vae" / "metrics.jsonl").read_text().splitlines()) if r["split"] == "train"]
+    assert train and all(r["encoder_steps"] == 3 for r in train)
+    result = cli("train", recipe, "--run-dir", tmp_path / "lm", "--set", "model.use_latent=false", *quick)
+    assert result.exit_code == 2 and "[train] aggressive_encoder: true needs a model that uses its latent" in result.output
+    assert not (tmp_path / "lm").exists()
