@@ -99,3 +99,14 @@ def test_masked_likelihood_ignores_masked_entries(make):
     else:
         garbage[~mask] = 4 - garbage[~mask]
     torch.testing.assert_close(dist.log_prob(garbage, mask), expected)
+
+
+def test_nan_in_a_missing_entry_leaves_gradients_finite():
+    loc = torch.zeros(2, 3, requires_grad=True)
+    x = torch.tensor([[1.0, float("nan"), 2.0], [0.0, 1.0, 1.0]])
+    Gaussian(loc).log_prob(x, ~torch.isnan(x)).sum().backward()
+    assert torch.equal(loc.grad, torch.tensor([[1.0, 0.0, 2.0], [0.0, 1.0, 1.0]]))
+    logits = torch.zeros(2, 4, requires_grad=True)
+    codes = torch.tensor([1.0, float("nan")])   # a categorical column with a missing cell
+    Categorical(logits).log_prob(codes, ~torch.isnan(codes)).sum().backward()
+    assert torch.isfinite(logits.grad).all() and logits.grad[1].abs().sum() == 0

@@ -26,6 +26,10 @@ class Likelihood:
         raise NotImplementedError
 
     def log_prob(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if mask is not None:
+            # A missing entry may hold NaN: zero it before the density too, or its gradient
+            # (0 * NaN) would still poison the parameters though the sum below skips it.
+            x = torch.where(mask.to(torch.bool), x, torch.zeros_like(x))
         lp = self.elementwise_log_prob(x)
         if mask is not None:
             # where() rather than a product so that a NaN or inf in a missing entry cannot leak in.

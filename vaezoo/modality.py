@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.data import Dataset, default_collate
 
 from vaezoo.batches import Batch, as_batch
+from vaezoo.data import first_examples
 from vaezoo.errors import InputError
 
 if TYPE_CHECKING:
@@ -40,6 +41,9 @@ class Modality:
     sections: ClassVar[dict[str, type]] = {}
     #: one line shown by ``vaezoo plugins``
     description: ClassVar[str] = ""
+    #: raw recipe tables (as in TOML) laid over the section defaults to make the plugin's
+    #: default recipe, which ``vaezoo plugins check`` builds; paths are not checked for existence
+    example_recipe: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, recipe: "Recipe", run_dir: Path | None = None):
         self.recipe = recipe
@@ -56,6 +60,15 @@ class Modality:
         """Learn data-dependent state (a vocabulary, normalisation statistics) from the
         training split and save it under ``run_dir``. Called once, on rank 0, before training;
         every later instance for this run can read it from ``self.run_dir``."""
+
+    def example_batch(self, n: int = 4) -> Batch:
+        """A batch of ``n`` examples for ``vaezoo plugins check``, which calls this first on an
+        instance built from the default recipe with a fresh temporary ``run_dir``, then builds
+        the networks. Prepare what they need here. Default: ``fit(run_dir)``, then the first
+        ``n`` training examples; override it to check without reading data files."""
+        if self.run_dir is not None:
+            self.fit(self.run_dir)
+        return first_examples(self.dataset("train"), self.collate, n)
 
     def dataset(self, split: str) -> Dataset:
         """A map-style dataset for ``split`` in ("train", "validation", "test")."""

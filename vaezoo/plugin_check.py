@@ -1,0 +1,210 @@
+"""`vaezoo plugins check NAME`: does a plugin honour the protocol, end to end, on one batch?
+
+The plugin's *default recipe* is every section's defaults (core and plugin) with the
+plugin's ``example_recipe`` laid over them, then any ``--set`` overrides; paths in it are
+not checked for existence, so a plugin whose ``example_batch`` needs no data passes on a
+machine without its data sets. The check builds an instance with a fresh temporary run
+directory, asks it for ``example_batch(n)``, builds the encoder and decoder, and runs what
+training runs: the ELBO through the core objective, one backward pass, and a 2-sample
+importance-weighted pass (the decoder then sees ``M = 2 * N`` latents). Each stage that
+fails is reported as one line naming the stage.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from vaezoo.batches import Batch
+from vaezoo.errors import VaezooError
+from vaezoo.model import VAE
+from vaezoo.objectives import elbo_objective, log_importance_weights
+from vaezoo.plugins import get_modality, plugin_info
+from vaezoo.recipes import Recipe, apply_overrides, build_recipe
+
+IWAE_SAMPLES = 2
+
+
+class PluginCheckError(VaezooError):
+    """A plugin built, but broke the protocol (wrong shape, non-finite loss, no gradient ...)."""
+
+    exit_code = 1
+
+
+@dataclass
+class CheckReport:
+    name: str
+    distribution: str | None
+    version: str | None
+    api_version: int | None
+    location: str | None
+    batch: dict[str, str] = field(default_factory=dict)   # key -> shape and dtype, as text
+    latent_dim: int = 0
+    encoder_parameters: int = 0
+    decoder_parameters: int = 0
+    loss: float = math.nan
+    elbo: float = math.nan
+
+    def lines(self) -> list[str]:
+        dist = f"{self.distribution} {self.version}" if self.distribution else "no distribution"
+        batch = ", ".join(f"{k} {v}" for k, v in self.batch.items())
+        return [
+            f"ok  {self.name} ({dist}, plugin API {self.api_version}, {self.location})",
+            f"    example batch: {batch}",
+            f"    encoder: {self.encoder_parameters:,} parameters -> mean, logvar [N, {self.latent_dim}]",
+            f"    decoder: {self.decoder_parameters:,} parameters; log_prob per example, also for M = {IWAE_SAMPLES} * N",
+            f"    loss {self.loss:.4f} (ELBO {self.elbo:.4f} nats per example); gradients reach encoder and decoder",
+        ]
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def default_recipe(name: str, overrides: Sequence[str] = ()) -> Recipe:
+    """The section defaults with the plugin's ``example_recipe`` and ``overrides`` applied.
+
+    Relative paths in ``example_recipe`` are relative to the folder of the plugin's module.
+    """
+    info = plugin_info(name)
+    cls = get_modality(name)
+    raw = _merge({"name": f"{name}-check"}, getattr(cls, "example_recipe", {}) or {})
+    raw["modality"] = name
+    raw, keys = apply_overrides(raw, overrides)
+    base_dir = Path(info.location).parent if info.location else Path.cwd()
+    return build_recipe(raw, source=f"default recipe of {name!r}", base_dir=base_dir, cli_keys=keys, check_paths=False)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"{list(value.shape)} {str(value.dtype).removeprefix('torch.')}"
+    if isinstance(value, list):
+        return f"list of {len(value)}"
+    return type(value).__name__
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    if isinstance(err, VaezooError):
+        return text[0] if text else type(err).__name__
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
+class _Stages:
+    """Runs each stage, turning any failure into one ``PluginCheckError`` line naming it."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def fail(self, stage: str, message: str) -> PluginCheckError:
+        return PluginCheckError(f"plugins check {self.name}: {stage}: {message}")
+
+    def run(self, stage: str, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except PluginCheckError:
+            raise
+        except Exception as err:  # plugin code may fail in any way: report it as one line
+            raise self.fail(stage, _first_line(err)) from None
+
+
+def _count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _expect(ok: bool, stages: _Stages, stage: str, message: str) -> None:
+    if not ok:
+        raise stages.fail(stage, message)
+
+
+def _check_batch(batch: Any, stages: _Stages) -> int:
+    _expect(isinstance(batch, dict) and "x" in batch, stages, "example_batch",
+            f"expected a dict with key 'x' (a batch as collate returns it), got {type(batch).__name__}")
+    n = len(batch["x"])
+    _expect(n > 0, stages, "example_batch", "the batch is empty")
+    for key, value in batch.items():
+        if isinstance(value, (torch.Tensor, list)):
+            _expect(len(value) == n, stages, "example_batch", f"batch[{key!r}] holds {len(value)} items, 'x' holds {n}")
+    return n
+
+
+def _check_encoder(vae: VAE, batch: Batch, n: int, stages: _Stages) -> None:
+    out = stages.run("encoder", vae.encoder, batch)
+    _expect(isinstance(out, tuple) and len(out) == 2, stages, "encoder", f"expected (mean, logvar), got {type(out).__name__}")
+    want = (n, vae.latent_dim)
+    for label, t in zip(("mean", "logvar"), out):
+        _expect(isinstance(t, torch.Tensor) and tuple(t.shape) == want, stages, "encoder",
+                f"{label} has shape {_describe(t)}, expected {list(want)} (N examples x latent.dim)")
+        _expect(bool(torch.isfinite(t).all()), stages, "encoder", f"{label} holds NaN or inf")
+
+
+def _check_decoder(vae: VAE, batch: Batch, n: int, stages: _Stages) -> None:
+    z = torch.randn(n, vae.latent_dim, device=next(vae.parameters()).device)
+    px = stages.run("decoder", vae.decoder, z)
+    missing = [m for m in ("log_prob", "mean", "sample") if not hasattr(type(px), m) and not hasattr(px, m)]
+    _expect(not missing, stages, "decoder", f"returned {type(px).__name__}, which lacks {', '.join(missing)}")
+    lp = stages.run("decoder log_prob", px.log_prob, batch["x"], batch.get("mask"))
+    _expect(isinstance(lp, torch.Tensor) and tuple(lp.shape) == (n,), stages, "decoder log_prob",
+            f"returned {_describe(lp)}, expected [{n}] (log p(x|z) summed per example)")
+    stages.run("decoder mean", lambda: px.mean)
+    stages.run("decoder sample", px.sample)
+
+
+def _check_training_step(vae: VAE, batch: Batch, stages: _Stages) -> tuple[float, float]:
+    out = stages.run("ELBO", elbo_objective, vae, batch)
+    loss = float(out.loss.detach())
+    _expect(math.isfinite(loss), stages, "ELBO", f"the loss is {loss}")
+    stages.run("backward", out.loss.backward)
+    for part in ("encoder", "decoder"):
+        params = [(n, p) for n, p in getattr(vae, part).named_parameters() if p.requires_grad]
+        _expect(bool(params), stages, "backward", f"the {part} has no trainable parameters")
+        bad = [n for n, p in params if p.grad is not None and not torch.isfinite(p.grad).all()]
+        _expect(not bad, stages, "backward", f"NaN or inf gradient in {part} parameter {bad[:1]}")
+        reached = any(p.grad is not None and bool(p.grad.abs().sum() > 0) for _, p in params)
+        _expect(reached, stages, "backward", f"no gradient reaches the {part}'s parameters")
+    with torch.no_grad():
+        log_w, _ = stages.run(f"IWAE (k={IWAE_SAMPLES})", log_importance_weights, vae, batch, IWAE_SAMPLES)
+    n = len(batch["x"])
+    _expect(tuple(log_w.shape) == (IWAE_SAMPLES, n) and bool(torch.isfinite(log_w).all()), stages,
+            f"IWAE (k={IWAE_SAMPLES})", f"log weights {_describe(log_w)} are not finite [{IWAE_SAMPLES}, {n}]")
+    return loss, float(out.elbo.detach().mean())
+
+
+def check_plugin(name: str, overrides: Sequence[str] = (), *, batch_size: int = 4) -> CheckReport:
+    """Build plugin ``name`` from its default recipe and run one forward/backward pass on its
+    example batch. Returns a report; raises ``PluginCheckError`` (or ``PluginError`` /
+    ``RecipeError`` before the plugin is built) with one line saying what is wrong."""
+    info = plugin_info(name)
+    recipe = default_recipe(name, overrides)
+    cls = get_modality(name)
+    stages = _Stages(name)
+    report = CheckReport(name, info.distribution, info.version, info.api_version, info.location,
+                         latent_dim=recipe.latent.dim)
+    with tempfile.TemporaryDirectory(prefix="vaezoo-check-") as run_dir, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(recipe.seed)
+        modality = stages.run("__init__", cls, recipe, Path(run_dir))
+        batch = stages.run("example_batch", modality.example_batch, batch_size)
+        n = _check_batch(batch, stages)
+        report.batch = {key: _describe(value) for key, value in batch.items()}
+        encoder = stages.run("build_encoder", modality.build_encoder)
+        decoder = stages.run("build_decoder", modality.build_decoder)
+        for label, module in (("build_encoder", encoder), ("build_decoder", decoder)):
+            _expect(isinstance(module, nn.Module), stages, label, f"returned {type(module).__name__}, not a torch.nn.Module")
+        vae = VAE(encoder, decoder, recipe.latent.dim).train()
+        report.encoder_parameters, report.decoder_parameters = _count(encoder), _count(decoder)
+        _check_encoder(vae, batch, n, stages)
+        _check_decoder(vae, batch, n, stages)
+        report.loss, report.elbo = _check_training_step(vae, batch, stages)
+    return report
