@@ -16,6 +16,7 @@ from vaezoo.modality import PLUGIN_API_VERSION, SPLITS, Modality
 from vaezoo.model import VAE
 from vaezoo.plugin_check import CheckReport, check_plugin
 from vaezoo.recipes import Recipe, load_recipe
+from vaezoo.runs import Run, open_run
 
 __all__ = [
     "__version__",
@@ -46,6 +47,8 @@ __all__ = [
     "VAE",
     "Recipe",
     "load_recipe",
+    "open_run",
+    "Run",
     "check_plugin",
     "CheckReport",
 ]
