@@ -5,9 +5,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PLUGIN_PROJECTS := $(wildcard plugins/*/pyproject.toml)
 DATA_PACKAGES := dataset-fashion-mnist wordnet-base klettres-data
+# The browser the report test opens pages in (tests/test_report.py; it must run when CI=true).
+TEST_PACKAGES := chromium chromium-driver
 DEMO_RUN ?= runs/demo
 
-.PHONY: install data test demo bench-image clean
+.PHONY: install data test-packages test demo bench-image clean
 
 install: $(STAMP)
 
@@ -19,17 +21,25 @@ $(STAMP): pyproject.toml $(PLUGIN_PROJECTS)
 	$(BIN)/python -m pip install -q -e '.[test]' $(foreach p,$(PLUGIN_PROJECTS),-e ./$(dir $(p)))
 	touch $(STAMP)
 
-# The packaged data sets (see README); installed when running as root and missing.
-data:
-	@missing=""; for p in $(DATA_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# Debian packages $(1), installed when running as root and missing; otherwise a note saying what they are for ($(2)).
+define apt_ensure
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
 	else \
-		echo "note: Debian packages$$missing are missing; install them as root for the recipes and the demo"; \
+		echo "note: Debian packages$$missing are missing; install them as root $(2)"; \
 	fi
+endef
 
-test: install
+# The packaged data sets (see README).
+data:
+	$(call apt_ensure,$(DATA_PACKAGES),for the recipes and the demo)
+
+test-packages:
+	$(call apt_ensure,$(TEST_PACKAGES),for the browser test of vaezoo report)
+
+test: install test-packages
 	$(BIN)/python -m pytest -q
 
 demo: install

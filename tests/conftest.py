@@ -19,3 +19,18 @@ def tiny_recipe(tmp_path) -> Path:
     path = tmp_path / "tiny.toml"
     path.write_text(TINY_RECIPE)
     return path
+
+
+@pytest.fixture(scope="session")
+def labelled_run(tmp_path_factory) -> Path:
+    """A trained run of the tiny modality whose batches carry labels (tests only read it)."""
+    from click.testing import CliRunner
+
+    from vaezoo.cli import main
+
+    root = tmp_path_factory.mktemp("labelled")
+    recipe = root / "labelled.toml"
+    recipe.write_text(TINY_RECIPE.replace("TinyVectors", "LabelledTiny"))
+    result = CliRunner().invoke(main, ["train", str(recipe), "--run-dir", str(root / "run"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    return root / "run"

@@ -132,3 +132,19 @@ tensorboard = false
 [eval]
 iw_samples = 20
 """
+
+
+class LabelledTiny(TinyVectors):
+    """TinyVectors whose batches also carry ``"label"`` (the optional class convention): the
+    signs of each vector's first two coordinates, four classes with names."""
+
+    def dataset(self, split):
+        points = super().dataset(split).tensors[0]
+        return TensorDataset(points, (points[:, 0] > 0).long() * 2 + (points[:, 1] > 0).long())
+
+    def collate(self, examples):
+        return {"x": torch.stack([e[0] for e in examples]), "label": torch.stack([e[1] for e in examples])}
+
+    @property
+    def label_names(self):
+        return ["--", "-+", "+-", "++"]

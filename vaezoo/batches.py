@@ -2,8 +2,10 @@
 
 A batch is a ``dict``: ``"x"`` (required) holds the data the decoder models, with the
 batch on dimension 0; ``"mask"`` (optional, broadcastable to the likelihood's elements,
-1 = observed) marks missing values or padding; any other key (labels, lengths, raw text)
-is the plugin's own and rides along. Values are tensors or lists with one item per example.
+1 = observed) marks missing values or padding; ``"label"`` (optional, an integer tensor
+``[N]``) is the class of each example, which `vaezoo latent-map` colours and clusters by;
+any other key (lengths, raw text) is the plugin's own and rides along. Values are tensors
+or lists with one item per example.
 """
 
 from __future__ import annotations
@@ -22,6 +24,14 @@ def as_batch(obj: Any) -> Batch:
     if isinstance(obj, dict) and "x" in obj:
         return obj
     raise TypeError(f"a batch must be a tensor or a dict with key 'x', got {type(obj).__name__}")
+
+
+def batch_labels(batch: Batch) -> torch.Tensor | None:
+    """The batch's ``"label"`` tensor when it holds one integer class per example, else None."""
+    label = batch.get("label")
+    if isinstance(label, torch.Tensor) and label.dim() == 1 and not label.is_floating_point() and not label.is_complex():
+        return label
+    return None
 
 
 def map_tensors(fn: Callable[[torch.Tensor], torch.Tensor], batch: Batch) -> Batch:

@@ -12,9 +12,9 @@ import torch
 from safetensors.torch import save_file
 
 from vaezoo import __version__
-from vaezoo.batches import concat_batches, slice_batch, to_device
+from vaezoo.batches import slice_batch, to_device
 from vaezoo.checkpoints import EVAL, atomic_path, write_json
-from vaezoo.data import first_examples, make_loader
+from vaezoo.data import first_examples
 from vaezoo.errors import InputError, VaezooError
 from vaezoo.modality import PLUGIN_API_VERSION
 
@@ -255,67 +255,151 @@ def encode(run_dir: Path, inputs, split: str, max_examples, out: Path | None, we
 
     Tensors: "mean" and "logvar" [N, D], and any integer "label" the batches carry.
     """
+    from vaezoo.latents import encode_batches, encode_split
+
     run = _open(run_dir, weights, overrides, device)
     if inputs:
-        batches = [run.modality.load_inputs(list(inputs))]
+        latents = encode_batches(run.vae, [run.modality.load_inputs(list(inputs))], run.device)
         default = run.path / "latents-inputs.safetensors"
     else:
-        loader = make_loader(run.modality.dataset(split), run.modality.collate, run.recipe.eval.batch_size)
-        batches, seen = [], 0
-        for b in loader:
-            batches.append(b)
-            seen += len(b["x"])
-            if max_examples and seen >= max_examples:
-                break
+        latents = encode_split(run, split, max_examples)
         default = run.path / f"latents-{split}.safetensors"
-    means, logvars = [], []
-    with torch.no_grad():
-        for b in batches:
-            q = run.vae.encode(to_device(b, run.device))
-            means.append(q.mean.float().cpu())
-            logvars.append(q.logvar.float().cpu())
-    tensors = {"mean": torch.cat(means), "logvar": torch.cat(logvars)}
-    merged = concat_batches(batches)
-    if isinstance(merged.get("label"), torch.Tensor):
-        tensors["label"] = merged["label"]
-    if max_examples:
-        tensors = {k: v[:max_examples].contiguous() for k, v in tensors.items()}
+    tensors = {"mean": latents.mean, "logvar": latents.logvar}
+    if latents.label is not None:
+        tensors["label"] = latents.label
     path = out or default
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"run": str(run.path), "split": "inputs" if inputs else split})
     click.echo(f"wrote {path} ({tensors['mean'].shape[0]} x {tensors['mean'].shape[1]})")
 
 
-# -- discover ----------------------------------------------------------------------------------
+@main.command(name="latent-map")
+@RUN
+@click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True)
+@click.option("--method", type=click.Choice(["pca", "tsne"]), default="pca", show_default=True,
+              help="PCA (fast, linear) or t-SNE (scikit-learn; local neighbourhoods, slower).")
+@click.option("--color-by", type=click.Choice(["label", "cluster"]),
+              help="Colour points by their label or by k-means cluster (default: label when the data has labels).")
+@click.option("--clusters", type=click.IntRange(1), help="k of k-means (default: the number of labels, else 10).")
+@click.option("--max-examples", type=click.IntRange(0), default=2000, show_default=True,
+              help="Map at most this many examples of the split (0 = all).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder (default: RUN_DIR/latent-map).")
+@SEED
+@WEIGHTS
+@SET
+@DEVICE
+def latent_map(run_dir: Path, split: str, method: str, color_by, clusters, max_examples: int, out: Path | None,
+               seed: int, weights: str, overrides, device: str) -> None:
+    """Draw the posterior means of a split in 2-D, coloured by label, and cluster them.
+
+    Writes SPLIT-METHOD.png (the scatter), .csv (the plotted points) and .json. k-means runs on
+    the full-dimensional means; with labels it prints the adjusted Rand index against them.
+    """
+    from vaezoo.latent_map import make_latent_map
+
+    run = _open(run_dir, weights, overrides, device)
+    result, files = make_latent_map(run, split=split, method=method, color_by=color_by, clusters=clusters,
+                                    max_examples=max_examples or None, out_dir=out, seed=seed,
+                                    echo=lambda msg: click.echo(msg, err=True))
+    if result.adjusted_rand_index is not None:
+        click.echo(f"k-means ({result.clusters} clusters) vs labels: adjusted Rand index {result.adjusted_rand_index:.4f}")
+    _echo_files(files)
 
 
 @main.command()
+@RUN
+@click.argument("inputs", nargs=-1)
+@click.option("-k", "--k", type=click.IntRange(0), default=0, show_default=True,
+              help="0 or 1: score by -ELBO; K > 1: by importance-weighted -log p(x) with K samples.")
+@click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True,
+              help="Split scored when no INPUTS are given; its inputs are named SPLIT:INDEX.")
+@click.option("--max-examples", type=click.IntRange(1), help="Score at most this many examples of the split.")
+@click.option("--labels", "labels_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="CSV with the header input,label (1 = anomalous, 0 = normal): print and save the ROC AUC.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Scores CSV (default: RUN_DIR/scores.csv).")
+@SEED
+@WEIGHTS
+@SET
+@DEVICE
+def score(run_dir: Path, inputs, k: int, split: str, max_examples, labels_path: Path | None, out: Path | None,
+          seed: int, weights: str, overrides, device: str) -> None:
+    """Anomaly score of INPUTS or of a split: higher means less likely under the model.
+
+    Writes a CSV (input, score in nats). With --labels also the ROC AUC of telling the
+    anomalous inputs from the normal ones, beside the CSV as .json.
+    """
+    from vaezoo.scoring import save_scores, score_run
+
+    run = _open(run_dir, weights, overrides, device)
+    result = score_run(run, inputs, split=split, k=k, max_examples=max_examples, seed=seed, labels_path=labels_path)
+    click.echo(f"scored {len(result.names)} inputs by {result.kind}")
+    if result.roc_auc is not None:
+        click.echo(f"ROC AUC {result.roc_auc:.4f} ({result.anomalous} anomalous, {len(result.names) - result.anomalous} normal)")
+    _echo_files(save_scores(result, out or run.path / "scores.csv", labels_path))
+
+
+@main.command()
+@RUN
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="HTML file (default: RUN_DIR/report.html).")
+@click.option("--latent-map/--no-latent-map", "with_map", default=True, show_default=True,
+              help="Draw the test split's latent map when RUN_DIR has none yet (reads the data).")
+@DEVICE
+def report(run_dir: Path, out: Path | None, with_map: bool, device: str) -> None:
+    """A static HTML page about a run: recipe, curves, eval table, what the writers left in
+    samples/ (images, sentences, audio) and the latent map. Opens from disk, no server."""
+    from vaezoo.report import write_report
+
+    _echo_files(write_report(run_dir, out=out, latent_map=with_map, device=device,
+                             echo=lambda msg: click.echo(msg, err=True)))
+
+
+# -- discover ----------------------------------------------------------------------------------
+
+
+@main.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def plugins(as_json: bool) -> None:
-    """List the installed modality plugins with their status.
+@click.pass_context
+def plugins(ctx: click.Context, as_json: bool) -> None:
+    """List the installed modality plugins: name, status, distribution, API version, location.
 
     A plugin that fails to import or targets another plugin API is listed with the reason;
-    it never stops the other plugins from working.
+    it never stops the other plugins from working. `vaezoo plugins check NAME` tests one.
     """
-    from vaezoo.plugins import discover
+    if ctx.invoked_subcommand is None:
+        from vaezoo.plugins import discover, listing
 
-    found = discover()
-    rows = [
-        {"name": p.name, "status": p.status, "distribution": p.distribution, "version": p.version,
-         "api_version": p.api_version, "location": p.location, "error": p.error}
-        for p in found.values()
-    ]
-    if as_json:
-        click.echo(json.dumps({"plugin_api_version": PLUGIN_API_VERSION, "plugins": rows}, indent=2))
-        return
-    click.echo(f"plugin API {PLUGIN_API_VERSION}; entry-point group vaezoo.modalities")
-    if not rows:
-        click.echo("no modality plugins installed")
-    for r in rows:
-        dist = f"{r['distribution']} {r['version']}" if r["distribution"] else "-"
-        click.echo(f"{r['name']:<12} {r['status']:<12} {dist:<24} api {r['api_version'] if r['api_version'] is not None else '?'}  {r['location'] or ''}")
-        if r["error"]:
-            click.echo(f"{'':<12} {r['error']}")
+        click.echo(listing(discover(), as_json))
+
+
+@plugins.command(name="check")
+@click.argument("name")
+@SET
+@click.option("--batch-size", type=click.IntRange(1), default=4, show_default=True, help="Examples in the example batch.")
+def plugins_check(name: str, overrides, batch_size: int) -> None:
+    """Build plugin NAME from its default recipe and run one forward/backward pass.
+
+    The default recipe is every section's defaults with the plugin's `example_recipe` over
+    them (and --set over both). Checks shapes, a finite ELBO, gradients reaching encoder and
+    decoder, and an importance-weighted pass. Exit 0 when all hold, 1 with one line when not.
+    """
+    from vaezoo.plugin_check import check_plugin
+
+    click.echo("\n".join(check_plugin(name, overrides, batch_size=batch_size).lines()))
+
+
+@main.command(name="new-plugin")
+@click.argument("name")
+@click.option("--dir", "target", type=click.Path(path_type=Path),
+              help="Folder to create (default: ./vaezoo-NAME); it must not exist or be empty.")
+def new_plugin(name: str, target: Path | None) -> None:
+    """Write a new modality plugin distribution, vaezoo-NAME, ready to `pip install -e`.
+
+    NAME is a lowercase Python identifier (e.g. vectors, point_cloud). The plugin models
+    real-valued vectors (synthetic or CSV) with MLPs and trains at once; see docs/plugins.md.
+    """
+    from vaezoo.scaffold import new_plugin as write_plugin, next_steps
+
+    click.echo(next_steps(name, write_plugin(name, target)))
 
 
 @main.command()

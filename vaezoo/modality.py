@@ -55,6 +55,12 @@ class Modality:
         does not warn about posterior collapse."""
         return True
 
+    @property
+    def label_names(self) -> list[str] | None:
+        """Optional names of the classes that batches carry as ``"label"`` (index i -> name),
+        for legends; None when labels are bare integers or the data has none."""
+        return None
+
     # -- data -------------------------------------------------------------------------------
     def fit(self, run_dir: Path) -> None:
         """Learn data-dependent state (a vocabulary, normalisation statistics) from the

@@ -537,6 +537,9 @@ class Trainer:
             log.write({"split": f"eval/{recipe.eval.split}", "step": state.step, "epoch": state.epoch,
                        **{k: v for k, v in result.as_dict().items() if isinstance(v, (int, float)) and v is not None}})
             files.append(self.run_dir / EVAL)
+        from vaezoo.curves import write_curves  # matplotlib loads only here, once a run ends
+
+        files += write_curves(self.run_dir)
         return files, result
 
 

@@ -1,0 +1,73 @@
+"""Training and validation curves from metrics.jsonl, as one PNG (RUN/curves.png).
+
+The trainer draws it at the end of every run; `vaezoo report` shows it. Panels: -ELBO,
+reconstruction log p(x|z), KL, beta (the KL weight of the schedule), active units and
+mutual information, each against the optimiser step, training windows and validations apart.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from vaezoo.checkpoints import METRICS
+
+CURVES = "curves.png"
+
+#: (metrics key, panel title, splits drawn)
+PANELS = [
+    ("loss", "-ELBO (loss)", ("train", "validation")),
+    ("reconstruction", "reconstruction log p(x|z)", ("train", "validation")),
+    ("kl", "KL(q(z|x) || p(z))", ("train", "validation")),
+    ("beta", "beta (KL weight)", ("train",)),
+    ("active_units", "active units", ("validation",)),
+    ("mutual_information", "mutual information I(x; z)", ("validation",)),
+]
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The records of a metrics.jsonl; a half-written last line (a crash) is skipped."""
+    records = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def series(records: list[dict]) -> dict[str, dict[str, tuple[list[int], list[float]]]]:
+    """``{key: {split: (steps, values)}}`` for every panel key that has numbers."""
+    out: dict[str, dict[str, tuple[list[int], list[float]]]] = {}
+    for key, _, splits in PANELS:
+        for split in splits:
+            points = [(r["step"], r[key]) for r in records
+                      if r.get("split") == split and isinstance(r.get(key), (int, float)) and "step" in r]
+            if points:
+                steps, values = zip(*points)
+                out.setdefault(key, {})[split] = (list(steps), [float(v) for v in values])
+    return out
+
+
+def write_curves(run_dir: Path) -> list[Path]:
+    """Draw RUN/curves.png from RUN/metrics.jsonl; returns [] when there is nothing to draw."""
+    from vaezoo.plotting import new_figure, save_png  # matplotlib loads only when a plot is drawn
+
+    metrics = Path(run_dir) / METRICS
+    data = series(read_metrics(metrics)) if metrics.exists() else {}
+    if not data:
+        return []
+    figure = new_figure(12, 6.5)
+    axes = figure.subplots(2, 3).flatten()
+    for ax, (key, title, _) in zip(axes, PANELS):
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=8)
+        for split, (steps, values) in data.get(key, {}).items():
+            # Validations are sparse: markers show each one.
+            ax.plot(steps, values, label=split, marker="o" if split == "validation" else None, markersize=3)
+        if key in data:
+            ax.legend(fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes, color="gray")
+    return [save_png(figure, Path(run_dir) / CURVES)]

@@ -1,0 +1,72 @@
+"""Posterior means and log-variances of many examples, with the labels their batches carry.
+
+Shared by `vaezoo encode`, `vaezoo latent-map` and `vaezoo score`: a split is read in
+evaluation order (no shuffling), optionally cut at ``max_examples``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import torch
+
+from vaezoo.batches import Batch, batch_labels, batch_size, slice_batch, to_device
+from vaezoo.data import make_loader
+from vaezoo.progress import progress
+
+
+@dataclass
+class Latents:
+    mean: torch.Tensor                 # [N, D] posterior means
+    logvar: torch.Tensor               # [N, D] posterior log-variances
+    label: torch.Tensor | None = None  # [N] integer classes, when every batch carried "label"
+
+    def __len__(self) -> int:
+        return len(self.mean)
+
+
+def split_batches(modality, split: str, size: int, max_examples: int | None = None) -> Iterator[Batch]:
+    """Batches of ``split`` in order; the last is cut so at most ``max_examples`` come out."""
+    loader = make_loader(modality.dataset(split), modality.collate, size)
+    seen = 0
+    for batch in loader:
+        if max_examples and seen + batch_size(batch) > max_examples:
+            batch = slice_batch(batch, slice(0, max_examples - seen))
+        seen += batch_size(batch)
+        yield batch
+        if max_examples and seen >= max_examples:
+            return
+
+
+def batches_in(modality, split: str, size: int, max_examples: int | None = None) -> int:
+    """How many batches ``split_batches`` yields (for progress bars)."""
+    n = len(modality.dataset(split))
+    return math.ceil(min(n, max_examples or n) / size)
+
+
+@torch.no_grad()
+def encode_batches(vae, batches: Iterable[Batch], device, *, total: int | None = None) -> Latents:
+    means, logvars, labels = [], [], []
+    count = 0
+    for batch in progress(batches, desc="encoding", total=total):
+        q = vae.encode(to_device(batch, device))
+        means.append(q.mean.float().cpu())
+        logvars.append(q.logvar.float().cpu())
+        label = batch_labels(batch)
+        if label is not None:
+            labels.append(label.long().cpu())
+        count += 1
+    if not means:
+        raise ValueError("nothing to encode")
+    # Labels count only when every batch had them; a partial column would misalign.
+    label = torch.cat(labels) if len(labels) == count else None
+    return Latents(torch.cat(means), torch.cat(logvars), label)
+
+
+def encode_split(run, split: str, max_examples: int | None = None) -> Latents:
+    """Encode the first ``max_examples`` (all when None) of ``split`` with the run's model."""
+    size = run.recipe.eval.batch_size
+    return encode_batches(run.vae, split_batches(run.modality, split, size, max_examples), run.device,
+                          total=batches_in(run.modality, split, size, max_examples))

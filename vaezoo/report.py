@@ -1,0 +1,176 @@
+"""`vaezoo report`: one static HTML page about a run, rendered from a Jinja2 template.
+
+The page shows what the run directory holds, whatever the modality: the recipe, the curves
+(drawn from metrics.jsonl when missing), the eval table, the files the plugin's writers left
+in samples/ by extension (images as <img>, text files as lines, sound files as <audio>, any
+other file as a link) and the latent maps (drawn for the test split when there is none).
+Every link is relative to the page, so the run folder can be zipped and opened elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import quote
+
+from vaezoo import __version__
+from vaezoo.checkpoints import EVAL, METRICS, RECIPE, write_text
+from vaezoo.curves import CURVES, read_metrics, write_curves
+from vaezoo.errors import RunDirError, VaezooError
+from vaezoo.estimators import EvalResult
+from vaezoo.latent_map import FOLDER as MAP_FOLDER
+
+REPORT = "report.html"
+IMAGE = {".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp"}
+TEXT = {".txt"}
+AUDIO = {".wav": "audio/wav", ".ogg": "audio/ogg", ".flac": "audio/flac", ".mp3": "audio/mpeg"}
+TEXT_LINES = 200      # longer text files are cut, with a link to the whole file
+# Files named NAME-NUMBER... (prior-00.wav, prior-01.wav) are shown together under NAME.
+_GROUP = re.compile(r"^(.*?)-\d+(?:-.*)?$")
+
+
+@dataclass
+class SampleFile:
+    name: str
+    href: str
+    kind: str                       # "image", "text", "audio" or "other"
+    mime: str = ""
+    lines: list[str] = field(default_factory=list)
+    more_lines: int = 0
+
+
+@dataclass
+class SampleGroup:
+    title: str
+    files: list[SampleFile] = field(default_factory=list)
+
+    def of(self, kind: str) -> list[SampleFile]:
+        return [f for f in self.files if f.kind == kind]
+
+
+def _href(path: Path, base: Path) -> str:
+    return quote(Path(os.path.relpath(path, base)).as_posix())
+
+
+def sample_file(path: Path, base: Path) -> SampleFile:
+    suffix = path.suffix.lower()
+    item = SampleFile(path.name, _href(path, base), "other")
+    if suffix in IMAGE:
+        item.kind = "image"
+    elif suffix in AUDIO:
+        item.kind, item.mime = "audio", AUDIO[suffix]
+    elif suffix in TEXT:
+        item.kind = "text"
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        item.lines, item.more_lines = lines[:TEXT_LINES], max(0, len(lines) - TEXT_LINES)
+    return item
+
+
+def sample_groups(samples: Path, base: Path) -> list[SampleGroup]:
+    """Files under ``samples`` (hidden and temporary ones skipped), grouped by name stem."""
+    if not samples.is_dir():
+        return []
+    groups: dict[str, SampleGroup] = {}
+    for path in sorted(p for p in samples.rglob("*") if p.is_file()):
+        rel = path.relative_to(samples)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        match = _GROUP.match(path.stem)
+        key = (rel.parent / (match.group(1) if match else path.stem)).as_posix()
+        groups.setdefault(key, SampleGroup(key)).files.append(sample_file(path, base))
+    return list(groups.values())
+
+
+def eval_rows(path: Path) -> list[tuple[str, str]]:
+    """The eval table as `vaezoo eval` prints it, from eval.json."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    names = {f.name for f in fields(EvalResult)}
+    head = [(key, str(data[key])) for key in ("split", "step", "weights") if key in data]
+    try:
+        rows = EvalResult(**{k: v for k, v in data.items() if k in names}).table()
+    except TypeError:   # an eval.json from another version: show its plain numbers
+        rows = [(k, f"{v:.4f}" if isinstance(v, float) else str(v)) for k, v in data.items()
+                if isinstance(v, (int, float)) and k not in ("step",)]
+    return head + rows
+
+
+def training_rows(records: list[dict]) -> list[tuple[str, str]]:
+    """A few figures of the training run from metrics.jsonl."""
+    train = [r for r in records if r.get("split") == "train"]
+    validation = [r for r in records if r.get("split") == "validation" and isinstance(r.get("loss"), (int, float))]
+    timing = [r for r in records if r.get("split") == "timing"]
+    rows = []
+    if train:
+        rows += [("optimiser steps", str(train[-1]["step"])), ("epochs", str(train[-1].get("epoch", 0) + 1)),
+                 ("last training -ELBO", f"{train[-1]['loss']:.4f}")]
+    if validation:
+        best = min(validation, key=lambda r: r["loss"])
+        rows += [("best validation -ELBO", f"{best['loss']:.4f} (step {best['step']})")]
+    if timing:
+        rows += [("training time", f"{sum(r['train_seconds'] for r in timing):.1f} s"),
+                 ("examples per second", f"{timing[-1]['examples_per_second']:.0f}")]
+    return rows
+
+
+def _latent_maps(run_dir: Path, base: Path) -> list[dict]:
+    maps = []
+    for path in sorted((run_dir / MAP_FOLDER).glob("*.json")):
+        info = json.loads(path.read_text(encoding="utf-8"))
+        png = path.parent / info["png"]
+        if png.exists():
+            maps.append({**info, "href": _href(png, base), "csv_href": _href(path.parent / info["csv"], base)})
+    return maps
+
+
+def write_report(run_dir: Path, *, out: Path | None = None, latent_map: bool = True, device: str = "auto",
+                 echo=print) -> list[Path]:
+    """Render the page (and draw the curves and a latent map where missing); returns the files written."""
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+
+    run_dir = Path(run_dir)
+    if not (run_dir / RECIPE).is_file():
+        raise RunDirError(f"{run_dir}: not a run directory ({RECIPE} is missing)")
+    out = Path(out) if out is not None else run_dir / REPORT
+    base = out.parent.resolve()
+    written: list[Path] = []
+    if not (run_dir / CURVES).exists():
+        written += write_curves(run_dir)
+    map_note = None
+    if latent_map and not list((run_dir / MAP_FOLDER).glob("*.json")):
+        from vaezoo.latent_map import make_latent_map
+        from vaezoo.runs import open_run
+
+        try:
+            _, files = make_latent_map(open_run(run_dir, device=device), echo=echo)
+            written += files
+        except VaezooError as err:   # no weights yet, data not installed: the page still comes out
+            map_note = f"no latent map: {err}"
+            echo(f"note: {map_note}")
+
+    recipe_text = (run_dir / RECIPE).read_text(encoding="utf-8")
+    recipe = tomllib.loads(recipe_text)
+    metrics = read_metrics(run_dir / METRICS) if (run_dir / METRICS).exists() else []
+    run_abs = run_dir.resolve()
+    context = {
+        "name": recipe.get("name", run_dir.name),
+        "modality": recipe.get("modality", "?"),
+        "run_dir": str(run_dir),
+        "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "version": __version__,
+        "recipe_text": recipe_text,
+        "training": training_rows(metrics),
+        "curves": _href(run_abs / CURVES, base) if (run_dir / CURVES).exists() else None,
+        "eval_rows": eval_rows(run_dir / EVAL) if (run_dir / EVAL).exists() else [],
+        "groups": sample_groups(run_abs / "samples", base),
+        "maps": _latent_maps(run_abs, base),
+        "map_note": map_note,
+    }
+    env = Environment(loader=PackageLoader("vaezoo", "templates"), autoescape=True, undefined=StrictUndefined,
+                      trim_blocks=True, lstrip_blocks=True)
+    write_text(out, env.get_template("report.html").render(**context))
+    return written + [out]

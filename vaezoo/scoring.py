@@ -1,0 +1,172 @@
+"""Anomaly scores: how unlikely the model finds each input, and the ROC AUC against labels.
+
+The score is in nats, higher for inputs the model finds less likely:
+
+- k = 0 or 1: -ELBO = -(log p(x|z) - KL(q(z|x) || p(z))) at one posterior sample, closed-form KL;
+- k > 1: -log p(x) estimated by importance weighting with k posterior samples (Burda et al.
+  2016), a tighter and steadier score that costs k decodings per input.
+
+Label files are CSV with the header ``input,label``: one row per scored input, label 1 for
+anomalous and 0 for normal. Inputs of a split are named ``SPLIT:INDEX`` (``test:0`` ...).
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import torch
+
+from vaezoo.batches import Batch, to_device
+from vaezoo.checkpoints import atomic_path, write_json
+from vaezoo.errors import InputError
+from vaezoo.estimators import iw_log_likelihood
+from vaezoo.progress import progress
+
+
+@torch.no_grad()
+def anomaly_scores(vae, batches: Iterable[Batch], device, *, k: int = 0, chunk_size: int = 100, seed: int = 0,
+                   total: int | None = None) -> torch.Tensor:
+    """One score per example, ``[N]``, under a forked RNG seeded with ``seed`` (repeatable)."""
+    was_training = vae.training
+    vae.eval()
+    device = torch.device(device)
+    scores = []
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for batch in progress(batches, desc="scoring", total=total):
+            batch = to_device(batch, device)
+            if k > 1:
+                log_px = iw_log_likelihood(vae, batch, k, chunk_size=chunk_size)
+            else:
+                q = vae.encode(batch)
+                log_px = vae.decode(q.rsample()).log_prob(batch["x"], batch.get("mask")) - q.kl_per_dim().sum(-1)
+            scores.append(-log_px.double().cpu())
+    vae.train(was_training)
+    if not scores:
+        raise InputError("nothing to score")
+    return torch.cat(scores)
+
+
+def roc_auc(scores: Sequence[float] | torch.Tensor, anomalous: Sequence[int] | torch.Tensor) -> float:
+    """Area under the ROC curve of ``scores`` for telling anomalous (1) from normal (0) inputs.
+
+    Equals the probability that a random anomalous input scores above a random normal one,
+    ties counting one half: the Mann-Whitney U statistic over n1 * n0, from average ranks.
+    """
+    scores = torch.as_tensor(scores, dtype=torch.float64).flatten()
+    positive = torch.as_tensor(anomalous).flatten().bool()
+    if len(scores) != len(positive):
+        raise ValueError(f"{len(scores)} scores but {len(positive)} labels")
+    if torch.isnan(scores).any():
+        raise ValueError("a score is NaN; the AUC is undefined")
+    n1 = int(positive.sum())
+    n0 = len(positive) - n1
+    if n1 == 0 or n0 == 0:
+        raise ValueError(f"the ROC AUC needs anomalous and normal inputs; got {n1} anomalous and {n0} normal")
+    _, inverse, counts = torch.unique(scores, sorted=True, return_inverse=True, return_counts=True)
+    # Tied values share the mean of the 1-based ranks they span: last rank - (count - 1) / 2.
+    mean_rank = counts.cumsum(0).double() - (counts.double() - 1) / 2
+    rank_sum = mean_rank[inverse][positive].sum().item()
+    return (rank_sum - n1 * (n1 + 1) / 2) / (n1 * n0)
+
+
+def read_labels(path: Path) -> dict[str, int]:
+    """``{input: 0 or 1}`` from a CSV label file with the header ``input,label``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: label file not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: cannot read label file ({err})") from None
+    rows = list(csv.reader(text.splitlines()))
+    if not rows or [c.strip() for c in rows[0]] != ["input", "label"]:
+        got = ",".join(rows[0]) if rows else "an empty file"
+        raise InputError(f"{path}: line 1: expected the header 'input,label', got {got!r}")
+    labels: dict[str, int] = {}
+    for line, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        if len(row) != 2 or row[1].strip() not in ("0", "1"):
+            raise InputError(f"{path}: line {line}: expected INPUT,LABEL with LABEL 0 (normal) or 1 (anomalous), got {','.join(row)!r}")
+        name = row[0]
+        if name in labels:
+            raise InputError(f"{path}: line {line}: input {name!r} is labelled twice")
+        labels[name] = int(row[1].strip())
+    return labels
+
+
+def labels_for(names: Sequence[str], table: dict[str, int], path: Path) -> torch.Tensor:
+    missing = [n for n in names if n not in table]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise InputError(f"{path}: no label for input {missing[0]!r}{more}; every scored input needs a row")
+    return torch.tensor([table[n] for n in names])
+
+
+def write_scores(path: Path, names: Sequence[str], scores: torch.Tensor) -> Path:
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
+        out = csv.writer(f)
+        out.writerow(["input", "score"])
+        for name, score in zip(names, scores.tolist()):
+            out.writerow([name, f"{score:.6f}"])
+    return Path(path)
+
+
+@dataclass
+class ScoreResult:
+    names: list[str]
+    scores: torch.Tensor
+    k: int
+    roc_auc: float | None = None
+    anomalous: int | None = None
+
+    @property
+    def kind(self) -> str:
+        return f"-log p(x), importance-weighted, k={self.k}" if self.k > 1 else "-ELBO"
+
+
+def save_scores(result: ScoreResult, path: Path, labels_path: Path | None = None) -> list[Path]:
+    """The scores as CSV at ``path``; with labels also ``path`` with .json: the ROC AUC and what it counts."""
+    files = [write_scores(path, result.names, result.scores)]
+    if result.roc_auc is not None:
+        summary = Path(path).with_suffix(".json")
+        write_json(summary, {"score": result.kind, "k": result.k, "inputs": len(result.names),
+                             "anomalous": result.anomalous, "roc_auc": result.roc_auc,
+                             "labels": str(labels_path) if labels_path else None})
+        files.append(summary)
+    return files
+
+
+def score_run(run, inputs: Sequence[str], *, split: str = "test", k: int = 0, max_examples: int | None = None,
+              seed: int = 0, labels_path: Path | None = None) -> ScoreResult:
+    """Score INPUTS (read by the plugin's ``load_inputs``, a batch at a time) or a split."""
+    from vaezoo.latents import batches_in, split_batches
+
+    size = run.recipe.eval.batch_size
+    if inputs:
+        names = list(inputs)
+        chunks = [names[i : i + size] for i in range(0, len(names), size)]
+        batches = (run.modality.load_inputs(chunk) for chunk in chunks)
+        total = len(chunks)
+    else:
+        batches = split_batches(run.modality, split, size, max_examples)
+        total = batches_in(run.modality, split, size, max_examples)
+    # Labels are read before the slow part, so a bad label file fails fast.
+    table = read_labels(labels_path) if labels_path is not None else None
+    scores = anomaly_scores(run.vae, batches, run.device, k=k, chunk_size=run.recipe.eval.chunk_size, seed=seed,
+                            total=total)
+    if not inputs:
+        names = [f"{split}:{i}" for i in range(len(scores))]
+    result = ScoreResult(names, scores, k)
+    if table is not None:
+        anomalous = labels_for(names, table, labels_path)
+        try:
+            result.roc_auc = roc_auc(scores, anomalous)
+        except ValueError as err:
+            raise InputError(f"{labels_path}: {err}") from None
+        result.anomalous = int(anomalous.sum())
+    return result
