@@ -1,0 +1,134 @@
+"""End to end through the command line: train on a CSV, impute a CSV, and the one-line errors."""
+
+import json
+import random
+
+import pytest
+import tomli_w
+import torch
+from click.testing import CliRunner
+
+import vaezoo
+import vaezoo_tabular
+from vaezoo.cli import main
+from vaezoo_tabular import impute
+from vaezoo_tabular.table import read_table
+
+FAST = ["--no-progress", "--set", "train.tensorboard=false", "--set", "eval.iw_samples=4", "--set", "train.samples=4"]
+
+
+def write_csv(path, n=80, seed=0, missing=0.15):
+    """A table whose columns depend on each other, with markers for missing cells."""
+    rng = random.Random(seed)
+    lines = ["id,size,colour,weight,grade"]
+    for i in range(n):
+        size = rng.gauss(0, 1)
+        colour = "red" if size > 0 else "blue"
+        cells = [f"{size:.3f}", colour, f"{2 * size + rng.gauss(0, 0.3):.3f}", str(rng.choice([1, 2, 3]))]
+        cells = [rng.choice(["", "NA", "?"]) if rng.random() < missing else c for c in cells]
+        lines.append(",".join([f"r{i}"] + cells))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_recipe(path, data, **sections):
+    recipe = {"modality": "tabular", "name": "t", "seed": 0, "latent": {"dim": 2},
+              "train": {"epochs": 2, "batch_size": 16}, "data": data, "model": {"hidden": [16]}, **sections}
+    path.write_text(tomli_w.dumps(recipe))
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tabular")
+    table = write_csv(root / "table.csv")
+    recipe = write_recipe(root / "r.toml", {"path": "table.csv", "categorical": ["grade"], "drop": ["id"]})
+    result = CliRunner().invoke(main, ["train", str(recipe), "--run-dir", str(root / "run"), *FAST])
+    assert result.exit_code == 0, result.output
+    return root, table
+
+
+def test_train_saves_json_schema_fitted_on_training_rows(trained):
+    root, _ = trained
+    schema = json.loads((root / "run" / "schema.json").read_text())
+    kinds = {c["name"]: c["kind"] for c in schema["columns"]}
+    assert kinds == {"size": "real", "colour": "categorical", "weight": "real", "grade": "categorical"}
+    assert [c["categories"] for c in schema["columns"] if c["name"] == "grade"] == [["1", "2", "3"]]
+    assert not list((root / "run").rglob("*.p*kl*")) and not list((root / "run").rglob("*.pt"))
+    assert json.loads((root / "run" / "eval.json").read_text())["elbo"] < 0
+
+
+def test_reconstruct_writes_imputed_csv_keeping_observed_cells(trained, tmp_path):
+    root, table = trained
+    result = CliRunner().invoke(main, ["reconstruct", str(root / "run"), str(table), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    before = read_table(table)
+    after = read_table(tmp_path / "reconstructions.csv")
+    assert after.columns == before.columns and len(after.rows) == len(before.rows) == 80
+    filled = 0
+    for old, new in zip(before.rows, after.rows):
+        for name, a, b in zip(before.columns, old, new):
+            if a is not None:
+                assert b == a  # observed cells: the file's own text, untouched
+            elif name != "id":
+                assert b is not None
+                filled += 1
+        assert new[1] is None or float(new[1]) == float(new[1])  # a number
+        assert new[2] is None or new[2] in {"red", "blue"}
+        assert new[4] in {"1", "2", "3"}
+    assert filled > 20
+
+
+def test_impute_function_averages_posterior_draws(trained):
+    root, table = trained
+    run = vaezoo.open_run(root / "run", device="cpu")
+    a, b = impute(run, table, draws=8, seed=1), impute(run, table, draws=8, seed=1)
+    assert a.rows == b.rows  # seeded
+    source = read_table(table)
+    hidden = [(i, j) for i, row in enumerate(source.rows) for j, c in enumerate(row) if c is None and j in (1, 3)]
+    assert all(a.rows[i][j] == source.rows[i][j] for i, row in enumerate(source.rows)
+               for j, c in enumerate(row) if c is not None)
+    mean = impute(run, table, draws=0)
+    # averaging draws moves the real predictions away from the decoded posterior mean
+    assert any(a.rows[i][j] != mean.rows[i][j] for i, j in hidden)
+    assert torch.isfinite(torch.tensor([float(a.rows[i][j]) for i, j in hidden])).all()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("id,size,colour,weight,grade\nr1,1.0,red,2.0\n", "bad.csv: line 2: 4 fields, the header (line 1) has 5"),
+    ("id,size,colour,weight,grade\nr1,big,red,2.0,1\n", "bad.csv: line 2: column 'size' is real but holds 'big'"),
+    ("id,size,colour,weight,grade\nr1,1,green,2.0,1\n", "bad.csv: line 2: column 'colour': unknown category 'green'"),
+    ("id,size,weight,grade\nr1,1,2.0,1\n", "bad.csv: line 1: no column 'colour'"),
+])
+def test_bad_input_is_one_line_exit_2(trained, tmp_path, text, message):
+    root, _ = trained
+    bad = tmp_path / "bad.csv"
+    bad.write_text(text)
+    result = CliRunner().invoke(main, ["reconstruct", str(root / "run"), str(bad), "--out", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and result.output.count("\n") == 1 and "Traceback" not in result.output
+
+
+def test_recipe_errors_are_one_line(tmp_path):
+    write_csv(tmp_path / "table.csv")
+    bad_column = write_recipe(tmp_path / "a.toml", {"path": "table.csv", "categorical": ["colour", "shape"]})
+    bad_split = write_recipe(tmp_path / "b.toml", {"path": "table.csv", "validation_fraction": 0.5, "test_fraction": 0.5})
+    for recipe, message in [(bad_column, "[data] categorical: no column 'shape'"),
+                            (bad_split, "[data]: validation_fraction + test_fraction must leave rows")]:
+        result = CliRunner().invoke(main, ["train", str(recipe), "--run-dir", str(tmp_path / "run"), *FAST])
+        assert result.exit_code == 2 and message in result.output, result.output
+        assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+
+
+def test_row_split_is_seeded_disjoint_and_zero_means_training_rows(tmp_path):
+    write_csv(tmp_path / "table.csv", n=100)
+    def splits(**data):
+        recipe = vaezoo.load_recipe(write_recipe(tmp_path / "s.toml", {"path": "table.csv", **data}))
+        return vaezoo_tabular.TabularModality(recipe, tmp_path).split_rows()
+    a = splits(validation_fraction=0.2, test_fraction=0.1)
+    assert [len(a[s]) for s in ("train", "validation", "test")] == [70, 20, 10]
+    assert sorted(a["train"] + a["validation"] + a["test"]) == list(range(100))
+    assert splits(validation_fraction=0.2, test_fraction=0.1) == a
+    assert splits(validation_fraction=0.2, test_fraction=0.1, split_seed=1) != a
+    whole = splits(validation_fraction=0.0, test_fraction=0.0)
+    assert whole["train"] == whole["validation"] == whole["test"] == list(range(100))

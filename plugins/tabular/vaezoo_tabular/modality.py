@@ -1,0 +1,155 @@
+"""The tabular modality: rows of a CSV table with real and categorical columns, some cells missing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Sequence
+
+import torch
+
+import vaezoo
+from vaezoo import InputError, VaezooError, option
+
+from vaezoo_tabular.columns import Schema
+from vaezoo_tabular.imputation import write_filled
+from vaezoo_tabular.networks import Decoder, Encoder
+from vaezoo_tabular.table import DEFAULT_MISSING, Table, read_table
+
+SCHEMA = "schema.json"
+
+
+@dataclass
+class DataConfig:
+    path: Path = option(help="the CSV table: a header row, then one row per record", must_exist=True)
+    categorical: list[str] = option([], help="columns to model as categorical even if every value is a number")
+    real: list[str] = option([], help="columns that must be real-valued (a non-number there is an error)")
+    drop: list[str] = option([], help="columns to ignore (identifiers, free text)")
+    missing: list[str] = option(list(DEFAULT_MISSING), help="cell values that mean 'missing'")
+    validation_fraction: float = option(0.1, min=0.0, max=0.5,
+                                        help="rows held out for validation; 0 = validate on the training rows")
+    test_fraction: float = option(0.1, min=0.0, max=0.5, help="rows held out for testing; 0 = test on the training rows")
+    split_seed: int = option(0, help="seed of the row split (not the recipe's seed, so the split stays put)")
+
+    def check(self) -> None:
+        if self.validation_fraction + self.test_fraction >= 1.0:
+            raise ValueError("validation_fraction + test_fraction must leave rows for training (sum < 1)")
+
+
+@dataclass
+class ModelConfig:
+    hidden: list[int] = option([64, 64], gt=0, help="widths of the encoder's and decoder's hidden layers")
+    scale: Literal["column", "row"] = option("column", help="real columns' sd: one learned per column, or output per row")
+    min_log_sd: float = option(-3.0, help="soft floor on the log sd of real columns (standardised units)")
+
+
+class _Rows(torch.utils.data.Dataset):
+    """Encoded rows of one split, in memory; items carry the original cells for the writers."""
+
+    def __init__(self, x: torch.Tensor, mask: torch.Tensor, cells: list[list[str | None]], columns: list[str], source: str):
+        self.x, self.mask, self.cells, self.columns, self.source = x, mask, cells, columns, source
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"x": self.x[i], "mask": self.mask[i], "cells": self.cells[i], "columns": self.columns, "source": self.source}
+
+    def __getitems__(self, indices: list[int]) -> dict:
+        # the fast path: one indexing per tensor instead of a stack of N items
+        return {"x": self.x[indices], "mask": self.mask[indices], "cells": [self.cells[i] for i in indices],
+                "columns": [self.columns] * len(indices), "source": [self.source] * len(indices)}
+
+
+class TabularModality(vaezoo.Modality):
+    name = "tabular"
+    api_version = vaezoo.PLUGIN_API_VERSION
+    description = "Mixed real/categorical tables from CSV with missing cells (HI-VAE-style masked likelihood, imputation)"
+    sections = {"data": DataConfig, "model": ModelConfig}
+    example_recipe = {"data": {"path": "examples/health.csv"}, "model": {"hidden": [16]}, "latent": {"dim": 2}}
+
+    def __init__(self, recipe, run_dir=None):
+        super().__init__(recipe, run_dir)
+        self._table: Table | None = None
+        self._schema: Schema | None = None
+
+    # -- data
+
+    def table(self) -> Table:
+        if self._table is None:
+            self._table = read_table(self.recipe.data.path, self.recipe.data.missing)
+        return self._table
+
+    def split_rows(self) -> dict[str, list[int]]:
+        """Row indices per split: seeded, disjoint; a split with fraction 0 is the training rows."""
+        data = self.recipe.data
+        n = len(self.table().rows)
+        rest, test = vaezoo.split_indices(n, data.test_fraction, data.split_seed)
+        # validation's share of the remaining rows, so the fractions stay fractions of the whole table
+        share = data.validation_fraction / (1.0 - data.test_fraction)
+        keep, validation = vaezoo.split_indices(len(rest), share, data.split_seed + 1)
+        train = [rest[i] for i in keep]
+        validation = [rest[i] for i in validation] or train
+        return {"train": train, "validation": validation, "test": test or train}
+
+    def fit(self, run_dir: Path) -> None:
+        data = self.recipe.data
+        schema = Schema.infer(self.table(), self.split_rows()["train"], data.categorical, data.real, data.drop)
+        vaezoo.write_json(Path(run_dir) / SCHEMA, schema.to_json())
+        self.run_dir, self._schema = Path(run_dir), None
+
+    def schema(self) -> Schema:
+        if self._schema is None:
+            path = None if self.run_dir is None else Path(self.run_dir) / SCHEMA
+            if path is None or not path.exists():
+                raise VaezooError(f"the tabular modality needs a run directory holding {SCHEMA}, written by fit "
+                                  f"(vaezoo train); none at {path}")
+            self._schema = Schema.from_json(path)
+        return self._schema
+
+    def _rows(self, table: Table, rows: Sequence[int] | None = None) -> _Rows:
+        rows = list(range(len(table.rows))) if rows is None else list(rows)
+        x, mask = self.schema().encode(table, rows)
+        return _Rows(x, mask, [table.rows[i] for i in rows], table.columns, str(table.path))
+
+    def dataset(self, split: str) -> _Rows:
+        return self._rows(self.table(), self.split_rows()[split])
+
+    def collate(self, examples):
+        if isinstance(examples, dict):
+            return examples
+        return {"x": torch.stack([e["x"] for e in examples]), "mask": torch.stack([e["mask"] for e in examples]),
+                "cells": [e["cells"] for e in examples], "columns": [e["columns"] for e in examples],
+                "source": [e["source"] for e in examples]}
+
+    def load_inputs(self, items: Sequence[str]) -> dict:
+        """CSV files with (at least) the training table's columns; their missing cells get imputed."""
+        parts = []
+        for item in items:
+            if not Path(item).is_file():
+                raise InputError(f"{item}: not a file; the tabular modality reads CSV files (a header row, then rows)")
+            rows = self._rows(read_table(item, self.recipe.data.missing))
+            parts.append(vaezoo.first_examples(rows, self.collate, len(rows)))
+        return {key: torch.cat([p[key] for p in parts]) if key in ("x", "mask") else sum((p[key] for p in parts), [])
+                for key in parts[0]}
+
+    # -- networks
+
+    def build_encoder(self) -> Encoder:
+        s = self.schema()
+        return Encoder(s.real, s.categorical, s.sizes, self.recipe.model.hidden, self.recipe.latent.dim)
+
+    def build_decoder(self) -> Decoder:
+        s, m = self.schema(), self.recipe.model
+        return Decoder(s.real, s.categorical, s.sizes, list(reversed(m.hidden)), self.recipe.latent.dim,
+                       m.scale, m.min_log_sd)
+
+    # -- files a person opens
+
+    def write_reconstructions(self, batch, px, stem: Path) -> list[Path]:
+        """One CSV per input file: observed cells as they were, missing cells from the decoded posterior mean."""
+        return write_filled(self.schema(), batch, px.mean, stem)
+
+    def write_samples(self, px, stem: Path) -> list[Path]:
+        """Synthetic rows: one draw of every cell from the decoded prior samples."""
+        return write_filled(self.schema(), None, px.sample(), stem)
