@@ -63,6 +63,7 @@ def test_latent_map_plots_every_example_of_the_split(labelled_run, tmp_path):
     assert [int(r["label"]) for r in rows] == test_set.tensors[1].tolist()
     info = json.loads((tmp_path / "test-pca.json").read_text())
     assert info["n_points"] == 32 and info["color_by"] == "label" and info["clusters"] == 4
+    assert info["label_names"] == ["--", "-+", "+-", "++"]
     clusters = torch.tensor([int(r["cluster"]) for r in rows])
     assert info["adjusted_rand_index"] == pytest.approx(adjusted_rand_index(clusters, latents.label))
     with Image.open(tmp_path / "test-pca.png") as image:

@@ -75,7 +75,8 @@ class LatentMap:
     clusters: int
     adjusted_rand_index: float | None   # k-means clusters against labels; None without labels
     explained_variance: list[float] | None  # PCA only
-    png: str
+    label_names: list[str] | None       # the modality's names of the label ids, when it has them
+    png: str                            # file names, beside the JSON
     csv: str
 
 
@@ -148,13 +149,13 @@ def make_latent_map(run, *, split: str = "test", method: str = "pca", color_by: 
         points = tsne_2d(latents.mean, seed)
     folder = out_dir if out_dir is not None else run.path / FOLDER
     stem = folder / f"{split}-{method}"
-    names = run.modality.label_names if color_by == "label" else None
     title = f"{run.recipe.name}: {method.upper() if method == 'pca' else 't-SNE'} of posterior means, {split} split, {len(points)} points"
     if ari is not None:
         title += f"\nk-means ({len(torch.unique(assigned))} clusters) vs labels: ARI {ari:.3f}"
+    names = run.modality.label_names if color_by == "label" else None
     png = draw(points, labels if color_by == "label" else assigned, names, title, color_by, stem.with_suffix(".png"))
     points_csv = write_points(stem.with_suffix(".csv"), points, labels, assigned)
     result = LatentMap(split, method, len(points), latents.mean.shape[1], color_by, int(len(torch.unique(assigned))),
-                       ari, share, png.name, points_csv.name)
+                       ari, share, run.modality.label_names if labels is not None else None, png.name, points_csv.name)
     write_json(stem.with_suffix(".json"), asdict(result))
     return result, [png, points_csv, stem.with_suffix(".json")]

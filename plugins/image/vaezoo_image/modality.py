@@ -21,6 +21,8 @@ class ImageModality(Modality):
     api_version = vaezoo.PLUGIN_API_VERSION
     sections = {"data": DataConfig, "model": ModelConfig}
     description = "images: MNIST-format IDX files or PNG/JPEG folders; conv or MLP networks; PNG grids"
+    # `vaezoo plugins check image` reads no data (see example_batch): the path is a placeholder.
+    example_recipe = {"data": {"path": "."}}
 
     def __init__(self, recipe, run_dir: Path | None = None):
         super().__init__(recipe, run_dir)
@@ -37,6 +39,20 @@ class ImageModality(Modality):
         if self._source is None:
             self._source = data.open_source(self.recipe.data)
         return self._source.split(split)
+
+    @property
+    def label_names(self) -> list[str] | None:
+        """The class sub-folder names of an image folder; IDX label files hold bare integers."""
+        if self._source is None:
+            self._source = data.open_source(self.recipe.data)
+        return getattr(self._source, "classes", None)
+
+    def example_batch(self, n: int = 4) -> vaezoo.Batch:
+        """Random images of the recipe's shape, binarized when training binarizes, with labels."""
+        x = torch.rand(n, *self.shape)
+        if self.recipe.data.binarize == "dynamic":
+            x = torch.bernoulli(x)
+        return {"x": x, "label": torch.arange(n) % 10}
 
     def load_inputs(self, items: Sequence[str]) -> vaezoo.Batch:
         """Image files given on the command line, preprocessed as the evaluation splits are."""
