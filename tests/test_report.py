@@ -95,6 +95,17 @@ def test_report_shows_the_run(reported):
     assert f"{eval_json['elbo']:.4f}" in html
 
 
+def test_report_elsewhere_links_back_into_the_run(reported, tmp_path):
+    run, _ = reported
+    out = tmp_path / "pages" / "r.html"
+    result = CliRunner().invoke(main, ["report", str(run), "--out", str(out), "--no-latent-map"])
+    assert result.exit_code == 0, result.output
+    parser = PageParser()
+    parser.feed(out.read_text())
+    links = [unquote(link) for _, link in parser.links if not link.startswith(("#", "data:"))]
+    assert links and all(link.startswith("../../") and (out.parent / link).is_file() for link in links)
+
+
 def test_report_of_a_folder_that_is_no_run(tmp_path):
     result = CliRunner().invoke(main, ["report", str(tmp_path)])
     assert result.exit_code == 2 and "not a run directory (recipe.toml is missing)" in result.output

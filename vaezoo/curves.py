@@ -51,7 +51,10 @@ def series(records: list[dict]) -> dict[str, dict[str, tuple[list[int], list[flo
 
 def write_curves(run_dir: Path) -> list[Path]:
     """Draw RUN/curves.png from RUN/metrics.jsonl; returns [] when there is nothing to draw."""
-    from vaezoo.plotting import new_figure, save_png  # matplotlib loads only when a plot is drawn
+    # matplotlib loads only when a plot is drawn.
+    from matplotlib.ticker import MaxNLocator
+
+    from vaezoo.plotting import new_figure, save_png
 
     metrics = Path(run_dir) / METRICS
     data = series(read_metrics(metrics)) if metrics.exists() else {}
@@ -66,6 +69,8 @@ def write_curves(run_dir: Path) -> list[Path]:
         for split, (steps, values) in data.get(key, {}).items():
             # Validations are sparse: markers show each one.
             ax.plot(steps, values, label=split, marker="o" if split == "validation" else None, markersize=3)
+        if key == "active_units":
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))   # a count: no 1.975 ticks
         if key in data:
             ax.legend(fontsize=8)
         else:

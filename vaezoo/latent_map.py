@@ -19,7 +19,7 @@ import torch
 from vaezoo.checkpoints import atomic_path, write_json
 from vaezoo.errors import InputError
 
-METHODS = ("pca", "tsne")
+METHODS = {"pca": "PCA", "tsne": "t-SNE"}   # option value -> name in titles
 FOLDER = "latent-map"
 
 
@@ -149,7 +149,7 @@ def make_latent_map(run, *, split: str = "test", method: str = "pca", color_by: 
         points = tsne_2d(latents.mean, seed)
     folder = out_dir if out_dir is not None else run.path / FOLDER
     stem = folder / f"{split}-{method}"
-    title = f"{run.recipe.name}: {method.upper() if method == 'pca' else 't-SNE'} of posterior means, {split} split, {len(points)} points"
+    title = f"{run.recipe.name}: {METHODS[method]} of posterior means, {split} split, {len(points)} points"
     if ari is not None:
         title += f"\nk-means ({len(torch.unique(assigned))} clusters) vs labels: ARI {ari:.3f}"
     names = run.modality.label_names if color_by == "label" else None

@@ -23,7 +23,7 @@ from vaezoo.checkpoints import EVAL, METRICS, RECIPE, write_text
 from vaezoo.curves import CURVES, read_metrics, write_curves
 from vaezoo.errors import RunDirError, VaezooError
 from vaezoo.estimators import EvalResult
-from vaezoo.latent_map import FOLDER as MAP_FOLDER
+from vaezoo.latent_map import FOLDER as MAP_FOLDER, METHODS
 
 REPORT = "report.html"
 IMAGE = {".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp"}
@@ -169,6 +169,7 @@ def write_report(run_dir: Path, *, out: Path | None = None, latent_map: bool = T
         "groups": sample_groups(run_abs / "samples", base),
         "maps": _latent_maps(run_abs, base),
         "map_note": map_note,
+        "method_names": METHODS,
     }
     env = Environment(loader=PackageLoader("vaezoo", "templates"), autoescape=True, undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True)

@@ -155,8 +155,10 @@ def score_run(run, inputs: Sequence[str], *, split: str = "test", k: int = 0, ma
     else:
         batches = split_batches(run.modality, split, size, max_examples)
         total = batches_in(run.modality, split, size, max_examples)
-    # Labels are read before the slow part, so a bad label file fails fast.
+    # Labels are read (and, for INPUTS, matched) before the slow part, so a bad label file fails fast.
     table = read_labels(labels_path) if labels_path is not None else None
+    if table is not None and inputs:
+        labels_for(names, table, labels_path)
     scores = anomaly_scores(run.vae, batches, run.device, k=k, chunk_size=run.recipe.eval.chunk_size, seed=seed,
                             total=total)
     if not inputs:
