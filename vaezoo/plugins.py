@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
@@ -35,6 +36,8 @@ class PluginInfo:
     status: Literal["ok", "incompatible", "broken"]
     error: str | None = None
     modality: type | None = None
+    #: the status in words: "ok", "incompatible API version", "failed to import", "not a modality"
+    status_text: str = "ok"
 
 
 def _first_line(err: BaseException) -> str:
@@ -48,6 +51,7 @@ def _inspect(name: str, target: str, dist: str | None, version: str | None, load
         obj = loader()
     except Exception as err:  # a plugin may fail in any way; report it, never crash discovery
         info.error = _first_line(err)
+        info.status_text = "failed to import"
         spec = importlib.util.find_spec(target.split(":")[0].split(".")[0]) if "." in target or ":" in target else None
         info.location = getattr(spec, "origin", None) if spec else None
         return info
@@ -56,10 +60,12 @@ def _inspect(name: str, target: str, dist: str | None, version: str | None, load
     missing = [m for m in REQUIRED_MEMBERS if not hasattr(obj, m)]
     if missing:
         info.error = f"{target} is not a modality: it lacks {', '.join(missing)}"
+        info.status_text = "not a modality"
         return info
     info.api_version = obj.api_version
     if obj.api_version != PLUGIN_API_VERSION:
         info.status = "incompatible"
+        info.status_text = "incompatible API version"
         info.error = f"written for plugin API {obj.api_version}; this vaezoo provides API {PLUGIN_API_VERSION}"
         return info
     info.status = "ok"
@@ -110,3 +116,28 @@ def get_modality(name: str) -> type:
     if info.status != "ok":
         raise PluginError(f"modality {name!r} cannot be used ({info.status}): {info.error}")
     return info.modality
+
+
+def listing(found: dict[str, PluginInfo], as_json: bool = False) -> str:
+    """What `vaezoo plugins` prints: a table, one plugin per row with its problem below, or JSON."""
+    rows = [
+        {"name": p.name, "status": p.status, "status_text": p.status_text, "distribution": p.distribution,
+         "version": p.version, "api_version": p.api_version, "location": p.location, "error": p.error}
+        for p in found.values()
+    ]
+    if as_json:
+        return json.dumps({"plugin_api_version": PLUGIN_API_VERSION, "plugins": rows}, indent=2)
+    lines = [f"plugin API {PLUGIN_API_VERSION}; entry-point group {ENTRY_POINT_GROUP}"]
+    if not rows:
+        return "\n".join(lines + ["no modality plugins installed"])
+    table = [("NAME", "STATUS", "DISTRIBUTION", "API", "LOCATION")]
+    for r in rows:
+        dist = f"{r['distribution']} {r['version']}" if r["distribution"] else "-"
+        api = "?" if r["api_version"] is None else str(r["api_version"])
+        table.append((r["name"], r["status_text"], dist, api, r["location"] or "-"))
+    widths = [max(len(row[i]) for row in table) for i in range(4)]
+    for row, r in zip(table, [None] + rows):
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[4])
+        if r is not None and r["error"]:
+            lines.append(" " * (widths[0] + 2) + r["error"])
+    return "\n".join(lines)

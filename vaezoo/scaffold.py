@@ -50,8 +50,10 @@ def check_name(name: str) -> None:
     from vaezoo.plugins import discover
 
     allowed = "a lowercase letter, then lowercase letters, digits or underscores (a Python identifier such as 'vectors' or 'point_cloud')"
-    if not NAME_PATTERN.match(name) or keyword.iskeyword(name) or name.endswith("_") or "__" in name:
+    if not NAME_PATTERN.match(name) or name.endswith("_") or "__" in name:
         raise ScaffoldError(f"invalid plugin name {name!r}: expected {allowed}")
+    if keyword.iskeyword(name):
+        raise ScaffoldError(f"invalid plugin name {name!r}: a Python keyword; expected {allowed}")
     if len(name) > MAX_NAME_LENGTH:
         raise ScaffoldError(f"invalid plugin name {name!r}: at most {MAX_NAME_LENGTH} characters")
     if name in RESERVED:
@@ -117,3 +119,15 @@ def example_markdown(name: str = "vectors") -> str:
             fence = "````" if path.suffix == ".md" else "```"  # a README holds ``` blocks itself
             parts.append(f"### `{relative}`\n\n{fence}{languages.get(path.suffix, '')}\n{path.read_text()}{fence}\n")
     return "\n".join(parts)
+
+
+def next_steps(name: str, target: Path) -> str:
+    """What `vaezoo new-plugin` prints after writing the plugin."""
+    return "\n".join([
+        f"wrote {target} ({template_values(name)['distribution']}, modality {name!r}); next:",
+        f"  pip install -e {target}",
+        f"  vaezoo plugins check {name}",
+        f"  vaezoo train {target / 'recipes' / f'{name}-quick.toml'} --run-dir runs/{name}",
+        f"  (cd {target} && pytest)",
+        "then replace its data, networks and writers with yours: docs/plugins.md explains each member",
+    ])

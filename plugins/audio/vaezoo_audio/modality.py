@@ -29,6 +29,8 @@ class AudioModality(Modality):
     api_version = vaezoo.PLUGIN_API_VERSION
     sections = {"data": DataConfig, "features": FeaturesConfig, "model": ModelConfig, "inversion": InversionConfig}
     description = "audio: conv VAE on log-mel clips of WAV/FLAC/OGG folders; Griffin-Lim back to WAV; spectral metrics"
+    # `vaezoo plugins check audio` reads no audio (see example_batch): the path is a placeholder.
+    example_recipe = {"data": {"path": "."}}
 
     def __init__(self, recipe, run_dir: Path | None = None):
         super().__init__(recipe, run_dir)
@@ -78,6 +80,11 @@ class AudioModality(Modality):
         if split not in self._datasets:
             self._datasets[split] = self.source.split(split, self.normalizer)
         return self._datasets[split]
+
+    def example_batch(self, n: int = 4) -> vaezoo.Batch:
+        """Standardised random log-mel clips ``[n, 1, n_mels, T]``, as the datasets give them."""
+        x = torch.randn(n, 1, self.recipe.features.n_mels, self.clip_frames)
+        return {"x": x, "length": torch.full((n,), self.clip_frames)}
 
     def load_inputs(self, items: Sequence[str]) -> vaezoo.Batch:
         """Audio files given on the command line: the first T frames of each (after trimming, when

@@ -27,11 +27,21 @@ def perplexity(nll_nats: float, tokens: int) -> float:
     return math.exp(nll_nats / tokens)
 
 
+EXAMPLE_SENTENCES = [
+    "the cat sat on the mat .",
+    "a dog ran across the quiet street .",
+    "she read the letter twice before answering .",
+    "they planted trees along the river bank .",
+]
+
+
 class TextModality(Modality):
     name = "text"
     api_version = vaezoo.PLUGIN_API_VERSION
     sections = {"data": DataConfig, "tokenizer": TokenizerConfig, "model": ModelConfig, "generate": GenerateConfig}
     description = "sentences: LSTM VAE (Bowman et al. 2016) or LSTM LM; word/BPE tokenizers; greedy/sample/beam decoding"
+    # `vaezoo plugins check text` reads no corpus (see example_batch): the path is a placeholder.
+    example_recipe = {"data": {"path": "."}, "tokenizer": {"min_frequency": 1}}
 
     def __init__(self, recipe, run_dir: Path | None = None):
         super().__init__(recipe, run_dir)
@@ -82,6 +92,14 @@ class TextModality(Modality):
 
     def collate(self, examples: Sequence[torch.Tensor]) -> vaezoo.Batch:
         return data.pad_batch(examples, self.tokenizer.pad_token_id)
+
+    def example_batch(self, n: int = 4) -> vaezoo.Batch:
+        """A tokenizer trained on a few built-in sentences (saved in the run directory, as fit
+        would), and ``n`` of them as a padded batch."""
+        save_tokenizer(train_tokenizer(EXAMPLE_SENTENCES, self.recipe.tokenizer), self.run_dir)
+        self._tokenizer = None
+        sentences = [EXAMPLE_SENTENCES[i % len(EXAMPLE_SENTENCES)] for i in range(n)]
+        return self.collate([torch.tensor(ids) for ids in self.encode_sentences(sentences)])
 
     def load_inputs(self, items: Sequence[str]) -> vaezoo.Batch:
         """Sentences given on the command line, tokenized like the training data."""
