@@ -46,7 +46,8 @@ demo: install
 	rm -rf $(DEMO_RUN)
 	$(BIN)/vaezoo train fashion-mnist-quick --run-dir $(DEMO_RUN)
 	$(BIN)/vaezoo interpolate $(DEMO_RUN) --method spherical
-	@echo "demo finished: open the PNG files in $(DEMO_RUN)/samples and the table in $(DEMO_RUN)/eval.json"
+	$(BIN)/vaezoo report $(DEMO_RUN)
+	@echo "demo finished: open $(DEMO_RUN)/report.html (or the PNG files in $(DEMO_RUN)/samples and the table in $(DEMO_RUN)/eval.json)"
 
 # pythae lives in its own environment: it is a benchmark peer, not a dependency.
 PEERS := benchmarks/.venv-peers
