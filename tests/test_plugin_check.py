@@ -1,6 +1,7 @@
 """`vaezoo plugins`, `vaezoo plugins check` and `vaezoo new-plugin` refusals, in process."""
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -149,3 +150,11 @@ def test_new_plugin_default_folder_and_rendered_names(tmp_path, monkeypatch):
 def test_docs_worked_example_is_what_the_scaffold_writes():
     docs = (Path(__file__).resolve().parent.parent / "docs" / "plugins.md").read_text()
     assert scaffold.example_markdown("vectors") in docs
+
+
+@pytest.mark.parametrize("name", ["image", "text", "audio"])
+def test_builtin_plugins_pass_the_check_without_their_data(name):
+    # Their example_recipe holds a placeholder path and example_batch reads no files.
+    report = vaezoo.check_plugin(name, ["latent.dim=4"], batch_size=3)
+    assert report.distribution == f"vaezoo-{name}" and report.latent_dim == 4
+    assert report.batch["x"].startswith("[3,") and math.isfinite(report.loss) and report.encoder_parameters > 0
