@@ -24,7 +24,7 @@ def test_scaffold_installs_discovers_checks_trains_and_passes_its_tests(tmp_path
     assert find_spec("setuptools") is not None, "setuptools is needed to pip install -e without build isolation"
     name = f"scaffolded_{os.getpid()}"
     root = new_plugin(name, tmp_path / "plugin")
-    installed = run("-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "-e", str(root))
+    installed = run("-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps", "--no-build-isolation", "-e", str(root))
     assert installed.returncode == 0, installed.stdout + installed.stderr
     try:
         # Discovery through the entry point, in a fresh interpreter.
@@ -50,7 +50,7 @@ def test_scaffold_installs_discovers_checks_trains_and_passes_its_tests(tmp_path
         assert tested.returncode == 0, tested.stdout + tested.stderr
         assert tested.stdout.splitlines()[-1].startswith("5 passed")
     finally:
-        removed = run("-m", "pip", "uninstall", "-q", "-y", f"vaezoo-scaffolded-{os.getpid()}")
+        removed = run("-m", "pip", "uninstall", "-q", "--disable-pip-version-check", "-y", f"vaezoo-scaffolded-{os.getpid()}")
     assert removed.returncode == 0, removed.stderr
     gone = run("-m", "vaezoo.cli", "plugins", "--json")
     assert name not in {p["name"] for p in json.loads(gone.stdout)["plugins"]}

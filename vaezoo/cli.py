@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -16,7 +15,6 @@ from vaezoo.batches import slice_batch, to_device
 from vaezoo.checkpoints import EVAL, atomic_path, write_json
 from vaezoo.data import first_examples
 from vaezoo.errors import InputError, VaezooError
-from vaezoo.modality import PLUGIN_API_VERSION
 
 RUN = click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 SET = click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
