@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from test_plugins import installed  # noqa: F401  (fixture: a distribution holding broken plugins)
 
 import vaezoo
 from vaezoo import scaffold
@@ -158,3 +159,18 @@ def test_builtin_plugins_pass_the_check_without_their_data(name):
     report = vaezoo.check_plugin(name, ["latent.dim=4"], batch_size=3)
     assert report.distribution == f"vaezoo-{name}" and report.latent_dim == 4
     assert report.batch["x"].startswith("[3,") and math.isfinite(report.loss) and report.encoder_parameters > 0
+
+
+
+def test_plugins_table_says_each_status_in_words(installed):
+    lines = cli("plugins").output.splitlines()
+    rows = {line.split()[0]: line for line in lines[2:] if not line.startswith(" ")}
+    assert rows["good"].split()[1] == "ok" and "vaezoo-test-plugins 1.2.3" in rows["good"]
+    assert "incompatible API version" in rows["future"] and "failed to import" in rows["broken"]
+    assert "not a modality" in rows["notamodality"]
+    broken_at = lines.index(rows["broken"])
+    assert lines[broken_at + 1].strip() == "ImportError: libsndfile.so.9: cannot open shared object file"
+    result = cli("plugins", "check", "broken")
+    assert result.exit_code == 2
+    assert result.output == ("error: modality 'broken' cannot be used (broken): "
+                             "ImportError: libsndfile.so.9: cannot open shared object file\n")
