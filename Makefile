@@ -9,7 +9,7 @@ DATA_PACKAGES := dataset-fashion-mnist wordnet-base klettres-data
 TEST_PACKAGES := chromium chromium-driver
 DEMO_RUN ?= runs/demo
 
-.PHONY: install data test-packages test demo bench-image clean
+.PHONY: install data test-packages test demo bench-image bench-tabular clean
 
 install: $(STAMP)
 
@@ -58,6 +58,11 @@ $(PEERS)/.installed:
 
 bench-image: install $(PEERS)/.installed
 	$(BIN)/python benchmarks/image_vs_peers.py | tee benchmarks/image_vs_peers.jsonl
+
+# scikit-learn (the peers) comes with the tabular plugin's benchmark extra.
+bench-tabular: install
+	$(BIN)/python -m pip install -q -e './plugins/tabular[benchmark]'
+	nice $(BIN)/python benchmarks/tabular_impute.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
