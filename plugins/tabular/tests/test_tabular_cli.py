@@ -132,3 +132,10 @@ def test_row_split_is_seeded_disjoint_and_zero_means_training_rows(tmp_path):
     assert splits(validation_fraction=0.2, test_fraction=0.1, split_seed=1) != a
     whole = splits(validation_fraction=0.0, test_fraction=0.0)
     assert whole["train"] == whole["validation"] == whole["test"] == list(range(100))
+
+
+def test_protocol_check_on_the_shipped_example():
+    report = vaezoo.check_plugin("tabular", ["data.validation_fraction=0.2"], batch_size=5)
+    assert report.distribution == "vaezoo-tabular" and report.latent_dim == 2
+    # the example recipe's table (health.csv: 7 columns) through fit, with the mask in the batch
+    assert report.batch["x"] == report.batch["mask"] == "[5, 7] float32"
