@@ -103,10 +103,10 @@ def training_rows(records: list[dict]) -> list[tuple[str, str]]:
     """A few figures of the training run from metrics.jsonl."""
     train = [r for r in records if r.get("split") == "train"]
     validation = [r for r in records if r.get("split") == "validation" and isinstance(r.get("loss"), (int, float))]
-    timing = [r for r in records if r.get("split") == "timing"]
+    timing = [r for r in records if r.get("split") == "timing"]   # per epoch (twice if resumed mid-epoch)
     rows = []
     if train:
-        rows += [("optimiser steps", str(train[-1]["step"])), ("epochs", str(train[-1].get("epoch", 0) + 1)),
+        rows += [("optimiser steps", str(train[-1]["step"])), ("epochs", str(len({r["epoch"] for r in timing}))),
                  ("last training -ELBO", f"{train[-1]['loss']:.4f}")]
     if validation:
         best = min(validation, key=lambda r: r["loss"])

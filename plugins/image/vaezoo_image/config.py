@@ -35,6 +35,9 @@ class DataConfig:
     )
     split_seed: int = option(0, min=0, help="seed of the held-out splits (kept apart from the training seed)")
     max_train_examples: int = option(0, min=0, help="train on a seeded random subset of this size (0 = all)")
+    label_names: list[str] = option(
+        [], help="names of the integer labels (index i -> name) for legends; class sub-folders name themselves"
+    )
 
 
 @dataclass

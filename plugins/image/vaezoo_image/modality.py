@@ -42,7 +42,10 @@ class ImageModality(Modality):
 
     @property
     def label_names(self) -> list[str] | None:
-        """The class sub-folder names of an image folder; IDX label files hold bare integers."""
+        """``data.label_names`` when the recipe gives them (IDX labels are bare integers), else
+        the class sub-folder names of an image folder."""
+        if self.recipe.data.label_names:
+            return list(self.recipe.data.label_names)
         if self._source is None:
             self._source = data.open_source(self.recipe.data)
         return getattr(self._source, "classes", None)
