@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from vaezoo.cli import main
-from vaezoo.curves import series
+from vaezoo.curves import focus_range, series
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
@@ -123,6 +123,14 @@ def test_curve_series_follow_the_metrics():
     assert data["beta"] == {"train": ([1, 2], [0.0, 0.5])}
     assert data["active_units"] == {"validation": ([2], [2.0])}
     assert "validation" not in data["reconstruction"]
+
+
+def test_curves_zoom_past_a_huge_first_value_only():
+    kl = [50000.0] + [100.0 + i % 20 for i in range(99)]
+    low, high = focus_range([kl])
+    assert (low, high) == pytest.approx((100 - 1.9, 119 + 1.9))
+    assert focus_range([[5.0, 4.0, 3.0, 2.5] * 25]) is None                  # nothing to cut
+    assert focus_range([[1.0] * 50]) is None                                 # flat
 
 
 def find_browser() -> tuple[str, str] | None:

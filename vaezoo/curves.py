@@ -23,6 +23,9 @@ PANELS = [
     ("active_units", "active units", ("validation",)),
     ("mutual_information", "mutual information I(x; z)", ("validation",)),
 ]
+#: Losses can start orders of magnitude off; their panels may zoom past the first steps.
+#: (Mutual information saturates instead: zooming would blow its last digits up.)
+ZOOMED = ("loss", "reconstruction", "kl")
 
 
 def read_metrics(path: Path) -> list[dict]:
@@ -49,6 +52,21 @@ def series(records: list[dict]) -> dict[str, dict[str, tuple[list[int], list[flo
     return out
 
 
+def focus_range(values: list[list[float]], skip: float = 0.05, factor: float = 4.0) -> tuple[float, float] | None:
+    """y-limits that leave out the first ``skip`` of each series when those early values
+    stretch the axis over ``factor`` times the range of the rest (a KL of 50,000 at step 1
+    flattens a curve that then moves between 100 and 120); None when no zoom is needed."""
+    every = [v for series_ in values for v in series_]
+    rest = [v for series_ in values for v in series_[int(len(series_) * skip):]]
+    if not rest:
+        return None
+    low, high = min(rest), max(rest)
+    if high <= low or max(every) - min(every) <= factor * (high - low):
+        return None
+    pad = 0.1 * (high - low)
+    return low - pad, high + pad
+
+
 def write_curves(run_dir: Path) -> list[Path]:
     """Draw RUN/curves.png from RUN/metrics.jsonl; returns [] when there is nothing to draw."""
     # matplotlib loads only when a plot is drawn.
@@ -69,6 +87,10 @@ def write_curves(run_dir: Path) -> list[Path]:
         for split, (steps, values) in data.get(key, {}).items():
             # Validations are sparse: markers show each one.
             ax.plot(steps, values, label=split, marker="o" if split == "validation" else None, markersize=3)
+        limits = focus_range([v for _, v in data.get(key, {}).values()]) if key in ZOOMED else None
+        if limits is not None:
+            ax.set_ylim(*limits)
+            ax.set_title(f"{title} (first steps off the scale)", fontsize=10)
         if key == "active_units":
             ax.yaxis.set_major_locator(MaxNLocator(integer=True))   # a count: no 1.975 ticks
         if key in data:
