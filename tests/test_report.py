@@ -111,6 +111,17 @@ def test_report_of_a_folder_that_is_no_run(tmp_path):
     assert result.exit_code == 2 and "not a run directory (recipe.toml is missing)" in result.output
 
 
+def test_report_names_a_broken_eval_json_and_notes_missing_weights(labelled_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(labelled_run, run, ignore=shutil.ignore_patterns("*.safetensors", "latent-map"))
+    result = CliRunner().invoke(main, ["report", str(run)])
+    assert result.exit_code == 0, result.output                     # no weights: a page without a map
+    assert "no latent map" in (run / "report.html").read_text() and "no weights yet" in result.output
+    (run / "eval.json").write_text("{ half a file")
+    result = CliRunner().invoke(main, ["report", str(run), "--no-latent-map"])
+    assert result.exit_code == 2 and "eval.json: unreadable" in result.output and "Traceback" not in result.output
+
+
 def test_curve_series_follow_the_metrics():
     records = [
         {"split": "train", "step": 1, "loss": 5.0, "kl": 1.0, "reconstruction": -4.0, "beta": 0.0},

@@ -14,6 +14,7 @@ import torch
 
 from vaezoo.batches import Batch, batch_labels, batch_size, slice_batch, to_device
 from vaezoo.data import make_loader
+from vaezoo.errors import InputError
 from vaezoo.progress import progress
 
 
@@ -59,7 +60,7 @@ def encode_batches(vae, batches: Iterable[Batch], device, *, total: int | None =
             labels.append(label.long().cpu())
         count += 1
     if not means:
-        raise ValueError("nothing to encode")
+        raise InputError("nothing to encode: the split (or the list of inputs) is empty")
     # Labels count only when every batch had them; a partial column would misalign.
     label = torch.cat(labels) if len(labels) == count else None
     return Latents(torch.cat(means), torch.cat(logvars), label)

@@ -86,9 +86,16 @@ def sample_groups(samples: Path, base: Path) -> list[SampleGroup]:
     return list(groups.values())
 
 
+def read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as err:
+        raise RunDirError(f"{path}: unreadable ({err}); write it again (vaezoo eval / latent-map) or remove it") from None
+
+
 def eval_rows(path: Path) -> list[tuple[str, str]]:
     """The eval table as `vaezoo eval` prints it, from eval.json."""
-    data = json.loads(path.read_text(encoding="utf-8"))
+    data = read_json(path)
     names = {f.name for f in fields(EvalResult)}
     head = [(key, str(data[key])) for key in ("split", "step", "weights") if key in data]
     try:
@@ -120,7 +127,7 @@ def training_rows(records: list[dict]) -> list[tuple[str, str]]:
 def _latent_maps(run_dir: Path, base: Path) -> list[dict]:
     maps = []
     for path in sorted((run_dir / MAP_FOLDER).glob("*.json")):
-        info = json.loads(path.read_text(encoding="utf-8"))
+        info = read_json(path)
         png = path.parent / info["png"]
         if png.exists():
             maps.append({**info, "href": _href(png, base), "csv_href": _href(path.parent / info["csv"], base)})
