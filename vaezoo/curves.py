@@ -92,7 +92,7 @@ def write_curves(run_dir: Path) -> list[Path]:
             ax.set_ylim(*limits)
             ax.set_title(f"{title} (first steps off the scale)", fontsize=10)
         if key == "active_units":
-            ax.yaxis.set_major_locator(MaxNLocator(integer=True))   # a count: no 1.975 ticks
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))   # a count: no 15.8 ticks
         if key in data:
             ax.legend(fontsize=8)
         else:
