@@ -91,3 +91,13 @@ def test_latent_map_without_labels_colours_by_cluster(tmp_path, tiny_recipe):
     info = json.loads((run / "latent-map" / "validation-pca.json").read_text())
     assert info["color_by"] == "cluster" and info["adjusted_rand_index"] is None
     assert all(r["label"] == "" for r in read_points(run / "latent-map" / "validation-pca.csv"))
+
+
+def test_encode_keeps_the_labels_and_cuts_at_max_examples(labelled_run, tmp_path):
+    from safetensors.torch import load_file
+
+    result = cli("encode", labelled_run, "--max-examples", 20, "--out", tmp_path / "z.safetensors")
+    assert result.exit_code == 0, result.output
+    z = load_file(str(tmp_path / "z.safetensors"))
+    test_set = open_run(labelled_run).modality.dataset("test")
+    assert z["mean"].shape == (20, 2) and torch.equal(z["label"], test_set.tensors[1][:20])
