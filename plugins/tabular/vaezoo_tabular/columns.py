@@ -62,10 +62,10 @@ class Schema:
                 continue
             cells = [(i, row[j]) for i, row in enumerate(table.rows) if row[j] is not None]
             numbers = [_number(c) for _, c in cells]
+            if not cells:
+                raise InputError(f"{table.path}: column {name!r} has no observed value; drop it ([data] drop)")
             if name in categorical or (name not in real and any(v is None for v in numbers)):
                 columns.append(Column(name, CATEGORICAL, categories=sorted({c for _, c in cells})))
-                if not cells:
-                    raise InputError(f"{table.path}: column {name!r} has no observed value; drop it ([data] drop)")
                 continue
             bad = next((i for (i, _), v in zip(cells, numbers) if v is None), None)
             if bad is not None:
