@@ -94,6 +94,20 @@ def test_impute_function_averages_posterior_draws(trained):
     assert torch.isfinite(torch.tensor([float(a.rows[i][j]) for i, j in hidden])).all()
 
 
+def test_importance_weighting(trained):
+    root, table = trained
+    run = vaezoo.open_run(root / "run", device="cpu")
+    batch = run.modality.load_inputs([str(table)])
+    def guess(draws, weighting):
+        torch.manual_seed(3)
+        return vaezoo_tabular.predict(run.vae, batch, draws, weighting)
+    # one draw has weight 1 whatever its importance; with several, the weights matter
+    torch.testing.assert_close(guess(1, "importance"), guess(1, "uniform"))
+    assert not torch.allclose(guess(6, "importance"), guess(6, "uniform"))
+    with pytest.raises(ValueError, match="weighting must be"):
+        guess(2, "softmax")
+
+
 @pytest.mark.parametrize("text, message", [
     ("id,size,colour,weight,grade\nr1,1.0,red,2.0\n", "bad.csv: line 2: 4 fields, the header (line 1) has 5"),
     ("id,size,colour,weight,grade\nr1,big,red,2.0,1\n", "bad.csv: line 2: column 'size' is real but holds 'big'"),

@@ -1,8 +1,8 @@
 """Filling in missing cells from the posterior, and writing the filled table.
 
-A missing cell gets the decoder's mean (real) or most probable category, averaged over
-posterior draws z ~ q(z | observed cells): probabilities are averaged before the argmax,
-so a category that is likely under most draws wins. Observed cells are never touched:
+A missing cell gets the decoder's mean (real) or most probable category, at the posterior
+mean or averaged over posterior draws z ~ q(z | observed cells) (probabilities are averaged
+before the argmax, so a category that is likely under most draws wins). Observed cells are never touched:
 the output carries their original text.
 """
 
@@ -19,15 +19,30 @@ from vaezoo_tabular.table import Table, read_table, write_table
 
 
 @torch.no_grad()
-def predict(vae: vaezoo.VAE, batch: dict, draws: int) -> torch.Tensor:
-    """[N, C] in model space: every cell's prediction (draws = 0: decode the posterior mean)."""
+def predict(vae: vaezoo.VAE, batch: dict, draws: int, weighting: str = "importance") -> torch.Tensor:
+    """[N, C] in model space: every cell's prediction.
+
+    draws = 0 decodes the posterior mean. Otherwise the decoder means (and class
+    probabilities) of `draws` posterior samples are averaged, with self-normalised
+    importance weights p(x_obs | z) p(z) / q(z | x_obs) ("importance", as in MIWAE,
+    Mattei & Frellsen 2019: an estimate of E[x_missing | x_observed]) or equally ("uniform").
+    """
     q = vae.encode(batch)
     z = q.mean[None] if draws == 0 else q.rsample((draws,))
     s, n, d = z.shape
     px = vae.decode(z.reshape(s * n, d))
-    out = px.mean.reshape(s, n, -1).mean(0)  # reals: the average of the decoder means
+    if draws and weighting == "importance":
+        # the batch repeated sample-major, row i * n + j for draw i of row j, like z.reshape
+        log_p = px.log_prob(batch["x"].repeat(s, 1), batch["mask"].repeat(s, 1)).reshape(s, n)
+        log_w = log_p + vaezoo.StandardNormal(d).log_prob(z) - q.log_prob(z)
+        weights = torch.softmax(log_w, dim=0)[..., None]
+    elif weighting in ("importance", "uniform"):
+        weights = torch.full((s, n, 1), 1.0 / s, device=z.device)
+    else:
+        raise ValueError(f"weighting must be 'importance' or 'uniform', got {weighting!r}")
+    out = (px.mean.reshape(s, n, -1) * weights).sum(0)
     for col, probs in zip(px.cat_cols, px.probs):
-        out[:, col] = probs.reshape(s, n, -1).mean(0).argmax(-1).to(out.dtype)
+        out[:, col] = (probs.reshape(s, n, -1) * weights).sum(0).argmax(-1).to(out.dtype)
     return out
 
 
@@ -66,7 +81,7 @@ def write_filled(schema: Schema, batch: dict | None, predicted: torch.Tensor, st
     return written
 
 
-def impute(run: vaezoo.Run, path: str | Path, draws: int = 10, seed: int = 0) -> Table:
+def impute(run: vaezoo.Run, path: str | Path, draws: int = 50, seed: int = 0, weighting: str = "importance") -> Table:
     """The table at PATH with its missing cells filled in by the trained run (`vaezoo.open_run`).
 
     Returns a Table of text cells (observed cells exactly as in the file).
@@ -74,6 +89,6 @@ def impute(run: vaezoo.Run, path: str | Path, draws: int = 10, seed: int = 0) ->
     modality = run.modality
     batch = vaezoo.to_device(modality.load_inputs([str(path)]), run.device)
     torch.manual_seed(seed)
-    rows = filled_rows(modality.schema(), batch, predict(run.vae, batch, draws))
+    rows = filled_rows(modality.schema(), batch, predict(run.vae, batch, draws, weighting))
     source = read_table(path, modality.recipe.data.missing)
     return Table(source.path, source.columns, rows, source.lines)
