@@ -2,6 +2,7 @@
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 import tomli_w
@@ -153,3 +154,11 @@ def test_protocol_check_on_the_shipped_example():
     assert report.distribution == "vaezoo-tabular" and report.latent_dim == 2
     # the example recipe's table (health.csv: 7 columns) through fit, with the mask in the batch
     assert report.batch["x"] == report.batch["mask"] == "[5, 7] float32"
+
+
+def test_shipped_recipe_trains(tmp_path):
+    recipe = Path(vaezoo_tabular.__file__).parent / "recipes" / "tabular-health.toml"
+    result = CliRunner().invoke(main, ["train", str(recipe), "--run-dir", str(tmp_path / "run"), *FAST,
+                                       "--set", "train.epochs=1"])
+    assert result.exit_code == 0, result.output
+    assert read_table(tmp_path / "run" / "samples" / "reconstructions.csv").columns[:2] == ["age", "sex"]
