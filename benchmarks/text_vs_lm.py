@@ -13,6 +13,7 @@ by the core's estimators on the same test sentences:
     .venv/bin/python benchmarks/text_vs_lm.py                          # the recipes' own budget
     .venv/bin/python benchmarks/text_vs_lm.py --epochs 1 --max-steps 300 --test-examples 500
     .venv/bin/python benchmarks/text_vs_lm.py --set-vae objective.free_bits=0.5 --only vae
+    .venv/bin/python benchmarks/text_vs_lm.py --aggressive 15     # adds a third row: the VAE with aggressive updates
     # the quick-size pair: the LM is the quick recipe with z switched off
     .venv/bin/python benchmarks/text_vs_lm.py --vae recipes/wordnet-quick.toml --lm recipes/wordnet-quick.toml \
         --set-lm model.use_latent=false --set-lm objective.free_bits=0 --set-lm objective.kl_schedule=constant
@@ -44,7 +45,10 @@ def parse_args() -> argparse.Namespace:
                    help="recipe override applied to both runs (repeatable)")
     p.add_argument("--set-vae", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override for the VAE only")
     p.add_argument("--set-lm", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override for the LM only")
-    p.add_argument("--only", choices=["vae", "lm"], help="train one of the two")
+    p.add_argument("--only", choices=["vae", "lm", "vae-aggressive"], help="train one of them")
+    p.add_argument("--aggressive", type=int, metavar="MAX_INNER",
+                   help="also train the VAE with aggressive encoder updates (He et al. 2019), at most MAX_INNER "
+                        "encoder steps before each decoder step")
     p.add_argument("--out", type=Path, help="keep the run directories here (default: a temporary folder)")
     return p.parse_args()
 
@@ -94,24 +98,27 @@ def main() -> None:
     base = budget_overrides(args)
     root = args.out or Path(tempfile.mkdtemp(prefix="text_vs_lm-"))
     jobs = [("vae", args.vae, base + list(args.set_vae)), ("lm", args.lm, base + list(args.set_lm))]
+    if args.aggressive:
+        jobs.append(("vae-aggressive", args.vae, base + list(args.set_vae) + [
+            "train.aggressive_encoder=true", f"train.aggressive_max_inner={args.aggressive}"]))
     rows = {}
     for label, recipe, overrides in jobs:
         if args.only and label != args.only:
             continue
         rows[label] = train_one(label, recipe, overrides, root / label)
         print(json.dumps(rows[label]), flush=True)
-    if len(rows) == 2:
-        same_vocab = (root / "vae" / "tokenizer.json").read_bytes() == (root / "lm" / "tokenizer.json").read_bytes()
-        vae, lm = rows["vae"], rows["lm"]
+    for label in ("vae", "vae-aggressive"):
+        if label not in rows or "lm" not in rows:
+            continue
+        vae, lm = rows[label], rows["lm"]
         print(json.dumps({
-            "comparison": "vae - lm",
-            "same_tokenizer": same_vocab,
+            "comparison": f"{label} - lm",
+            "same_tokenizer": (root / label / "tokenizer.json").read_bytes() == (root / "lm" / "tokenizer.json").read_bytes(),
             "iw_nll_difference": vae["iw_nll"] - lm["iw_nll"],
             "perplexity_ratio": vae["perplexity"] / lm["perplexity"],
             "target_met": bool(vae["perplexity"] <= lm["perplexity"] and vae["active_units"] >= 8
                                and vae["mutual_information"] >= 2.0),
         }), flush=True)
-
 
 if __name__ == "__main__":
     main()
