@@ -89,6 +89,37 @@ def test_recipes_command_lists_and_shows(tmp_path, monkeypatch):
     assert result.exit_code == 2 and "did you mean 'tiny'" in result.output
 
 
+def test_plugins_ship_recipes_that_names_find_after_the_users_own(tmp_path, monkeypatch):
+    import sys
+
+    from vaezoo import plugins
+    from vaezoo.recipes import list_recipes, resolve_recipe_path
+
+    # A plugin module whose class ships recipes/ beside it, as an installed plugin would.
+    package = tmp_path / "shipping_plugin"
+    (package / "recipes").mkdir(parents=True)
+    (package / "__init__.py").write_text("class Shipping:\n    recipe_folder = 'recipes'\n")
+    for name in ("shared", "only-in-plugin"):
+        (package / "recipes" / f"{name}.toml").write_text(TINY_RECIPE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import shipping_plugin
+
+    info = plugins.PluginInfo("shipping", "shipping_plugin:Shipping", None, None, 1, None, "ok", modality=shipping_plugin.Shipping)
+    monkeypatch.setattr(plugins, "discover", lambda: {"shipping": info})
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "shared.toml").write_text(TINY_RECIPE)
+    monkeypatch.setenv("VAEZOO_RECIPES", str(mine))
+
+    assert plugins.recipe_folders() == [(package / "recipes").resolve()]
+    found = list_recipes()
+    assert found["shared"] == mine / "shared.toml"                                  # the user's folder wins
+    assert found["only-in-plugin"] == (package / "recipes" / "only-in-plugin.toml").resolve()
+    assert resolve_recipe_path("only-in-plugin") == found["only-in-plugin"]
+    assert "only-in-plugin" not in list_recipes(plugins=False)
+    sys.modules.pop("shipping_plugin")
+
+
 @pytest.mark.parametrize("command", ["train", "sample", "reconstruct", "interpolate", "eval", "encode", "plugins", "recipes"])
 def test_every_command_has_help(command):
     result = CliRunner().invoke(main, [command, "--help"])

@@ -403,7 +403,7 @@ def new_plugin(name: str, target: Path | None) -> None:
 @main.command()
 @click.argument("name", required=False)
 def recipes(name: str | None) -> None:
-    """List the recipes (./recipes, $VAEZOO_RECIPES, the source tree's recipes/), or print one."""
+    """List the recipes ($VAEZOO_RECIPES, ./recipes, the source tree's recipes/, the folders plugins ship), or print one."""
     from vaezoo.recipes import list_recipes, resolve_recipe_path
 
     if name:

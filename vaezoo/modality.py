@@ -44,6 +44,9 @@ class Modality:
     #: raw recipe tables (as in TOML) laid over the section defaults to make the plugin's
     #: default recipe, which ``vaezoo plugins check`` builds; paths are not checked for existence
     example_recipe: ClassVar[dict[str, Any]] = {}
+    #: a folder of ``.toml`` recipes shipped with the plugin, relative to the plugin module's
+    #: folder; ``vaezoo recipes`` lists them and ``vaezoo train NAME`` finds them by name
+    recipe_folder: ClassVar[str | None] = None
 
     def __init__(self, recipe: "Recipe", run_dir: Path | None = None):
         self.recipe = recipe

@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Literal
 
 from vaezoo.config import did_you_mean
@@ -82,6 +83,17 @@ def discover() -> dict[str, PluginInfo]:
         version = ep.dist.version if ep.dist is not None else None
         found[ep.name] = _inspect(ep.name, ep.value, dist, version, ep.load)
     return dict(sorted(found.items()))
+
+
+def recipe_folders() -> list[Path]:
+    """The recipe folders that loadable plugins ship (``Modality.recipe_folder``), by plugin name."""
+    folders = []
+    for info in discover().values():
+        folder = getattr(info.modality, "recipe_folder", None) if info.status == "ok" else None
+        module_file = getattr(sys.modules.get(info.modality.__module__), "__file__", None) if folder else None
+        if module_file:
+            folders.append(Path(module_file).resolve().parent / folder)
+    return folders
 
 
 def refresh() -> None:

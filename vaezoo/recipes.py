@@ -226,13 +226,18 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
     return build_recipe(raw, source=str(path), base_dir=path.resolve().parent, cli_keys=keys)
 
 
-def recipe_dirs() -> list[Path]:
-    """Where `vaezoo recipes` and recipe names look: $VAEZOO_RECIPES, ./recipes, the source tree's recipes/."""
+def recipe_dirs(plugins: bool = True) -> list[Path]:
+    """Where `vaezoo recipes` and recipe names look, first match winning: $VAEZOO_RECIPES,
+    ./recipes, the source tree's recipes/, then (with ``plugins``) the folders plugins ship."""
+    from vaezoo.plugins import recipe_folders
+
     dirs = []
     if os.environ.get("VAEZOO_RECIPES"):
         dirs.append(Path(os.environ["VAEZOO_RECIPES"]))
     dirs.append(Path.cwd() / "recipes")
     dirs.append(Path(__file__).resolve().parent.parent / "recipes")
+    if plugins:
+        dirs += recipe_folders()
     seen, out = set(), []
     for d in dirs:
         if d.is_dir() and d.resolve() not in seen:
@@ -241,9 +246,9 @@ def recipe_dirs() -> list[Path]:
     return out
 
 
-def list_recipes() -> dict[str, Path]:
+def list_recipes(plugins: bool = True) -> dict[str, Path]:
     found: dict[str, Path] = {}
-    for d in recipe_dirs():
+    for d in recipe_dirs(plugins):
         for path in sorted(d.glob("*.toml")):
             found.setdefault(path.stem, path)
     return found
@@ -254,7 +259,10 @@ def resolve_recipe_path(name_or_path: str) -> Path:
     path = Path(name_or_path)
     if path.exists() or path.suffix == ".toml" or "/" in name_or_path:
         return path
-    known = list_recipes()
+    # The plugins' folders are searched last, and only when needed: that imports every plugin.
+    known = list_recipes(plugins=False)
+    if name_or_path not in known:
+        known = list_recipes()
     if name_or_path in known:
         return known[name_or_path]
     raise RecipeError(name_or_path, None, f"no such file or recipe{did_you_mean(name_or_path, known)}; recipes: {', '.join(known) or 'none'}")

@@ -156,9 +156,13 @@ def test_protocol_check_on_the_shipped_example():
     assert report.batch["x"] == report.batch["mask"] == "[5, 7] float32"
 
 
-def test_shipped_recipe_trains(tmp_path):
+def test_shipped_recipe_is_listed_and_trains_by_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no ./recipes here: the name must come from the plugin's recipe_folder
     recipe = Path(vaezoo_tabular.__file__).parent / "recipes" / "tabular-health.toml"
-    result = CliRunner().invoke(main, ["train", str(recipe), "--run-dir", str(tmp_path / "run"), *FAST,
+    listing = CliRunner().invoke(main, ["recipes"])
+    assert listing.exit_code == 0 and f"tabular-health               {recipe}" in listing.output
+    result = CliRunner().invoke(main, ["train", "tabular-health", "--run-dir", str(tmp_path / "run"), *FAST,
                                        "--set", "train.epochs=1"])
     assert result.exit_code == 0, result.output
+    assert (tmp_path / "run" / "recipe.toml").read_text().count('name = "tabular-health"') == 1
     assert read_table(tmp_path / "run" / "samples" / "reconstructions.csv").columns[:2] == ["age", "sex"]

@@ -67,6 +67,7 @@ class TabularModality(vaezoo.Modality):
     description = "Mixed real/categorical tables from CSV with missing cells (HI-VAE-style masked likelihood, imputation)"
     sections = {"data": DataConfig, "model": ModelConfig}
     example_recipe = {"data": {"path": "examples/health.csv"}, "model": {"hidden": [16]}, "latent": {"dim": 2}}
+    recipe_folder = "recipes"     # vaezoo recipes lists tabular-health; vaezoo train tabular-health finds it
 
     def __init__(self, recipe, run_dir=None):
         super().__init__(recipe, run_dir)
