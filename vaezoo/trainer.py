@@ -42,6 +42,7 @@ from vaezoo.data import first_examples, make_loader, random_batches
 from vaezoo.distributed import init_distributed
 from vaezoo.errors import RecipeError, RunDirError, TrainingDiverged
 from vaezoo.estimators import EvalResult, evaluate
+from vaezoo.progress import progress
 from vaezoo.recipes import Recipe
 from vaezoo.runs import build_modality, build_vae, pick_device, weights_metadata
 from vaezoo.schedules import KLSchedule, LRSchedule
@@ -532,7 +533,7 @@ class Trainer:
             files += modality.write_reconstructions(batch, px, samples_dir / "reconstructions")
         result = None
         if recipe.eval.at_end:
-            result = evaluate_split(modality, vae, recipe.eval.split, device=device)
+            result = evaluate_split(modality, vae, recipe.eval.split, device=device, show_progress=self.progress_bar)
             write_json(self.run_dir / EVAL, {"split": recipe.eval.split, "step": state.step, **result.as_dict()})
             log.write({"split": f"eval/{recipe.eval.split}", "step": state.step, "epoch": state.epoch,
                        **{k: v for k, v in result.as_dict().items() if isinstance(v, (int, float)) and v is not None}})
@@ -544,14 +545,17 @@ class Trainer:
 
 
 def evaluate_split(modality, vae, split: str, *, device, iw_samples: int | None = None,
-                   max_examples: int | None = None, batch_size: int | None = None) -> EvalResult:
+                   max_examples: int | None = None, batch_size: int | None = None, show_progress: bool = True) -> EvalResult:
     """The full evaluation of one split: core estimators plus the modality's extra metrics."""
     cfg = modality.recipe.eval
     dataset = modality.dataset(split)
     loader = make_loader(dataset, modality.collate, batch_size or cfg.batch_size)
     k = cfg.iw_samples if iw_samples is None else iw_samples
     limit = max_examples if max_examples is not None else (cfg.max_examples or None)
-    result = evaluate(vae, loader, iw_samples=k, max_examples=limit, device=device,
+    examples = len(dataset) if limit is None else min(limit, len(dataset))
+    batches = loader if not show_progress else progress(
+        loader, desc=f"evaluating {split} (k={k})", total=-(-examples // loader.batch_sampler.batch_size))
+    result = evaluate(vae, batches, iw_samples=k, max_examples=limit, device=device,
                       chunk_size=cfg.chunk_size, seed=modality.recipe.seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(modality.recipe.seed)
