@@ -139,9 +139,10 @@ def test_new_plugin_default_folder_and_rendered_names(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     root = tmp_path / "vaezoo-point-cloud"
     files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
-    assert files == ["README.md", "pyproject.toml", "recipes/point_cloud-quick.toml", "tests/test_point_cloud.py",
+    assert files == ["README.md", "pyproject.toml", "tests/test_point_cloud.py",
                      "vaezoo_point_cloud/__init__.py", "vaezoo_point_cloud/config.py", "vaezoo_point_cloud/data.py",
-                     "vaezoo_point_cloud/modality.py", "vaezoo_point_cloud/networks.py"]
+                     "vaezoo_point_cloud/modality.py", "vaezoo_point_cloud/networks.py",
+                     "vaezoo_point_cloud/recipes/point_cloud-quick.toml"]
     pyproject = (root / "pyproject.toml").read_text()
     assert 'name = "vaezoo-point-cloud"' in pyproject
     assert 'point_cloud = "vaezoo_point_cloud:PointCloudModality"' in pyproject

@@ -39,7 +39,7 @@ def test_scaffold_installs_discovers_checks_trains_and_passes_its_tests(tmp_path
         assert checked.stdout.startswith(f"ok  {name} (")
 
         run_dir = tmp_path / "run"
-        trained = run("-m", "vaezoo.cli", "train", str(root / "recipes" / f"{name}-quick.toml"), "--run-dir", str(run_dir),
+        trained = run("-m", "vaezoo.cli", "train", f"{name}-quick", "--run-dir", str(run_dir),
                       "--no-progress", "--set", "train.epochs=1", "--set", "train.tensorboard=false")
         assert trained.returncode == 0, trained.stdout + trained.stderr
         assert math.isfinite(json.loads((run_dir / "eval.json").read_text())["elbo"])

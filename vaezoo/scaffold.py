@@ -113,8 +113,13 @@ def example_markdown(name: str = "vectors") -> str:
         root = Path(tmp) / template_values(name)["distribution"]
         parts = []
         # The order a reader needs: packaging, the package, a recipe, tests, the README.
-        order = {"pyproject.toml": 0, "recipes": 2, "tests": 3, "README.md": 4}
-        for path in sorted(render(name, root), key=lambda p: (order.get(p.relative_to(root).parts[0], 1), p)):
+        def place(path: Path) -> tuple:
+            parts = path.relative_to(root).parts
+            if parts[0] == "pyproject.toml":
+                return (0, path)
+            return (2, path) if "recipes" in parts else ({"tests": 3, "README.md": 4}.get(parts[0], 1), path)
+
+        for path in sorted(render(name, root), key=place):
             relative = path.relative_to(root.parent).as_posix()
             fence = "````" if path.suffix == ".md" else "```"  # a README holds ``` blocks itself
             parts.append(f"### `{relative}`\n\n{fence}{languages.get(path.suffix, '')}\n{path.read_text()}{fence}\n")
@@ -127,7 +132,7 @@ def next_steps(name: str, target: Path) -> str:
         f"wrote {target} ({template_values(name)['distribution']}, modality {name!r}); next:",
         f"  pip install -e {target}",
         f"  vaezoo plugins check {name}",
-        f"  vaezoo train {target / 'recipes' / f'{name}-quick.toml'} --run-dir runs/{name}",
+        f"  vaezoo train {name}-quick --run-dir runs/{name}",
         f"  (cd {target} && pytest)",
         "then replace its data, networks and writers with yours: docs/plugins.md explains each member",
     ])
