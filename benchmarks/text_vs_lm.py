@@ -6,7 +6,9 @@ two runs see the same training, validation and test sentences and the same vocab
 by the core's estimators on the same test sentences:
 
 - iw_nll: importance-weighted -log p(x) per sentence with k samples (nats). For the LM
-  the decoder ignores z and the KL goes to 0, so this is its exact NLL.
+  the decoder ignores z and the KL goes to 0, so this is its exact NLL; for the VAE it is an
+  upper bound (in expectation) that tightens as k grows, so the comparison is conservative
+  for the VAE. At the quick size k=50 -> 500 lowered the VAE's by 0.086 nats per sentence.
 - perplexity: exp(IW-NLL total / predicted tokens), EOS included.
 - kl, active_units, mutual_information: the collapse diagnostics (all near 0 for the LM).
 
