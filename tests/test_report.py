@@ -61,6 +61,8 @@ def reported(labelled_run, tmp_path_factory):
     samples = run / "samples"
     Image.new("L", (20, 10), 200).save(samples / "grid.png")
     (samples / "sentences.txt").write_text("a <b>bold</b> sentence\nthe second one\n")
+    # Blank lines make blocks: a sentence with its reconstruction is one entry.
+    (samples / "reconstructions.txt").write_text("the cat sat\nthe cat sat down\n\na dog ran\na dog ran off\n\n")
     write_wav(samples / "prior-00.wav")
     write_wav(samples / "prior-01.wav")
     result = CliRunner().invoke(main, ["report", str(run)])
@@ -89,6 +91,9 @@ def test_report_shows_the_run(reported):
     run, html = reported
     assert (run / "curves.png").exists() and (run / "latent-map" / "test-pca.json").exists()
     assert "a &lt;b&gt;bold&lt;/b&gt; sentence" in html and "the second one" in html   # text is escaped
+    assert "<li>a &lt;b&gt;bold&lt;/b&gt; sentence</li>" in html and "<li>the second one</li>" in html
+    assert "<li>the cat sat<br>the cat sat down</li>" in html and "<li>a dog ran<br>a dog ran off</li>" in html
+    assert html.count("<li></li>") == 0
     assert "IW-NLL (k=20)" in html and "adjusted Rand index" in html
     assert 'kl_warmup_steps = 10' in html                   # the recipe
     eval_json = json.loads((run / "eval.json").read_text())

@@ -40,7 +40,7 @@ class SampleFile:
     href: str
     kind: str                       # "image", "text", "audio" or "other"
     mime: str = ""
-    lines: list[str] = field(default_factory=list)
+    entries: list[list[str]] = field(default_factory=list)   # text: one list item each
     more_lines: int = 0
 
 
@@ -67,8 +67,22 @@ def sample_file(path: Path, base: Path) -> SampleFile:
     elif suffix in TEXT:
         item.kind = "text"
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-        item.lines, item.more_lines = lines[:TEXT_LINES], max(0, len(lines) - TEXT_LINES)
+        item.entries, item.more_lines = text_entries(lines[:TEXT_LINES]), max(0, len(lines) - TEXT_LINES)
     return item
+
+
+def text_entries(lines: list[str]) -> list[list[str]]:
+    """One entry per line; or, when blank lines split the file into blocks (a sentence and its
+    reconstruction, the steps of a homotopy), one entry per block."""
+    if all(line.strip() for line in lines):
+        return [[line] for line in lines]
+    blocks: list[list[str]] = [[]]
+    for line in lines:
+        if line.strip():
+            blocks[-1].append(line)
+        elif blocks[-1]:
+            blocks.append([])
+    return [block for block in blocks if block]
 
 
 def sample_groups(samples: Path, base: Path) -> list[SampleGroup]:
