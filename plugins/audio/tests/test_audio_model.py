@@ -10,7 +10,7 @@ from PIL import Image
 
 from vaezoo import VAE, Gaussian, Laplace
 from vaezoo_audio import AudioModality, MelDecoder, MelEncoder, ModelConfig
-from vaezoo_audio.blocks import plane_sizes
+from vaezoo.nn import plane_sizes
 from vaezoo_audio.writers import PAD, SCALE
 
 from audio_helpers import CLIP_FRAMES, HOP, RATE, make_recipe, sound_folder, one_thread  # noqa: F401

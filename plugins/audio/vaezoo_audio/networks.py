@@ -1,4 +1,4 @@
-"""The mel-spectrogram encoder and decoder, built from ``vaezoo_audio.blocks``.
+"""The mel-spectrogram encoder and decoder, built from the core's blocks (``vaezoo.nn``).
 
 - encoder(batch) -> (mean, logvar), each [N, D], from batch["x"] [N, 1, n_mels, T]
 - decoder(z [M, D]) -> vaezoo.Gaussian | vaezoo.Laplace over [M, 1, n_mels, T]
@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from vaezoo import Gaussian, Laplace
+from vaezoo.nn import ACTIVATIONS, ConvBlock, ConvSpec, plane_sizes
 
-from vaezoo_audio.blocks import ACTIVATIONS, ConvBlock, ConvSpec, plane_sizes
 from vaezoo_audio.config import ModelConfig
 
 
