@@ -26,6 +26,11 @@ SEED = click.option("--seed", type=int, default=0, show_default=True,
                     help="Seeds every random draw, so the same command writes the same files.")
 
 
+def opens_a_run(command):
+    """--weights, --set and --device: how a command opens RUN_DIR."""
+    return WEIGHTS(SET(DEVICE(command)))
+
+
 class VaezooGroup(click.Group):
     """Turns every VaezooError into one line on stderr and its exit code, never a traceback."""
 
@@ -135,9 +140,7 @@ def train(recipe: str | None, overrides, run_dir: Path | None, resume: Path | No
               help="Scale of the prior's standard deviation.")
 @SEED
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder (default: RUN_DIR/samples).")
-@WEIGHTS
-@SET
-@DEVICE
+@opens_a_run
 def sample(run_dir: Path, count: int, temperature: float, seed: int, out: Path | None, weights: str, overrides, device: str) -> None:
     """Draw samples from the prior and write them with the modality's writer (PNG, text, WAV ...)."""
     run = _open(run_dir, weights, overrides, device)
@@ -160,9 +163,7 @@ def _inputs_or_split(run, inputs, split: str, n: int):
 @click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder (default: RUN_DIR/samples).")
 @SEED
-@WEIGHTS
-@SET
-@DEVICE
+@opens_a_run
 def reconstruct(run_dir: Path, inputs, count: int, split: str, out: Path | None, seed: int, weights: str, overrides,
                 device: str) -> None:
     """Encode INPUTS (files or strings, as the modality reads them) or examples of a split, and decode them."""
@@ -183,9 +184,7 @@ def reconstruct(run_dir: Path, inputs, count: int, split: str, out: Path | None,
 @click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder (default: RUN_DIR/samples).")
 @SEED
-@WEIGHTS
-@SET
-@DEVICE
+@opens_a_run
 def interpolate(run_dir: Path, inputs, steps: int, method: str, pairs: int, split: str, out: Path | None,
                 seed: int, weights: str, overrides, device: str) -> None:
     """Walk the latent space between two inputs (INPUT_A INPUT_B), or between pairs of a split."""
@@ -219,9 +218,7 @@ def _print_table(rows) -> None:
 @click.option("--max-examples", type=click.IntRange(1), help="Evaluate at most this many examples.")
 @click.option("--batch-size", type=click.IntRange(1), help="Examples per batch.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the results here (default: RUN_DIR/eval.json).")
-@WEIGHTS
-@SET
-@DEVICE
+@opens_a_run
 def eval_(run_dir: Path, split: str | None, iw_samples, max_examples, batch_size, json_path, weights: str, overrides, device: str) -> None:
     """ELBO, importance-weighted NLL, KL, active units and mutual information of a split.
 
@@ -245,9 +242,7 @@ def eval_(run_dir: Path, split: str | None, iw_samples, max_examples, batch_size
 @click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True)
 @click.option("--max-examples", type=click.IntRange(1), help="Encode at most this many examples of the split.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Output file (default: RUN_DIR/latents-SPLIT.safetensors).")
-@WEIGHTS
-@SET
-@DEVICE
+@opens_a_run
 def encode(run_dir: Path, inputs, split: str, max_examples, out: Path | None, weights: str, overrides, device: str) -> None:
     """Write posterior means and log-variances of INPUTS or a split to a safetensors file.
 
@@ -283,9 +278,7 @@ def encode(run_dir: Path, inputs, split: str, max_examples, out: Path | None, we
               help="Map at most this many examples of the split (0 = all).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder (default: RUN_DIR/latent-map).")
 @SEED
-@WEIGHTS
-@SET
-@DEVICE
+@opens_a_run
 def latent_map(run_dir: Path, split: str, method: str, color_by, clusters, max_examples: int, out: Path | None,
                seed: int, weights: str, overrides, device: str) -> None:
     """Draw the posterior means of a split in 2-D, coloured by label, and cluster them.
@@ -316,9 +309,7 @@ def latent_map(run_dir: Path, split: str, method: str, color_by, clusters, max_e
               help="CSV with the header input,label (1 = anomalous, 0 = normal): print and save the ROC AUC.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Scores CSV (default: RUN_DIR/scores.csv).")
 @SEED
-@WEIGHTS
-@SET
-@DEVICE
+@opens_a_run
 def score(run_dir: Path, inputs, k: int, split: str, max_examples, labels_path: Path | None, out: Path | None,
           seed: int, weights: str, overrides, device: str) -> None:
     """Anomaly score of INPUTS or of a split: higher means less likely under the model.
