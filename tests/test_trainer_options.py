@@ -4,6 +4,7 @@ import json
 import os
 
 import pytest
+import torch
 
 from vaezoo.recipes import load_recipe
 from vaezoo.schedules import LRSchedule
@@ -103,3 +104,19 @@ def test_collapse_warning_only_for_models_that_use_z(tiny_recipe, tmp_path, monk
     Trainer(recipe, tmp_path / "run", progress_bar=False, echo=said.append).fit()
     warned = any("no active latent units" in line for line in said)
     assert warned == uses_latent
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd", "rmsprop"])
+def test_fused_optimizer_kernel_matches_the_plain_one(tiny_recipe, tmp_path, name):
+    from vaezoo.trainer import FUSED_OPTIMIZERS, make_optimizer
+
+    recipe = load_recipe(tiny_recipe, [f"train.optimizer=\"{name}\""])
+    params = [torch.nn.Parameter(torch.randn(3, 4))]
+    fused = make_optimizer([{"name": "encoder", "params": params}], recipe.train)
+    assert bool(fused.defaults.get("fused")) == (name in FUSED_OPTIMIZERS)
+    recipe.train.fused_optimizer = False
+    assert not make_optimizer(params, recipe.train).defaults.get("fused")
+
+    _, plain = train(tiny_recipe, tmp_path / "plain", f"train.optimizer=\"{name}\"", "train.fused_optimizer=false")
+    _, quick = train(tiny_recipe, tmp_path / "fused", f"train.optimizer=\"{name}\"")
+    assert [r["loss"] for r in split(quick, "train")] == pytest.approx([r["loss"] for r in split(plain, "train")], rel=1e-4)

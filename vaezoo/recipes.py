@@ -59,6 +59,7 @@ class TrainConfig:
     max_steps: int = option(0, min=0, help="stop after this many optimiser steps (0 = no cap)")
     batch_size: int = option(64, min=1, help="examples per micro-batch (per process under DDP)")
     optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = option("adam")
+    fused_optimizer: bool = option(True, help="use torch's fused kernel for adam, adamw and sgd on CPU and CUDA")
     lr: float = option(1e-3, gt=0.0, help="peak learning rate")
     weight_decay: float = option(0.0, min=0.0)
     betas: list[float] = option([0.9, 0.999], min=0.0, max=1.0, help="Adam/AdamW betas")

@@ -48,15 +48,26 @@ from vaezoo.runs import build_modality, build_vae, pick_device, weights_metadata
 from vaezoo.schedules import KLSchedule, LRSchedule
 
 
+# Optimisers with a fused kernel (one pass over all tensors) on these devices: on CPU it makes
+# Adam's update 3x faster, ~10% of a small model's step.
+FUSED_OPTIMIZERS = ("adam", "adamw", "sgd")
+FUSED_DEVICES = ("cpu", "cuda")
+
+
 def make_optimizer(params, cfg) -> torch.optim.Optimizer:
+    groups = list(params)
+    tensors = [p for g in groups for p in (g["params"] if isinstance(g, dict) else [g])]
+    fused = {}
+    if cfg.fused_optimizer and cfg.optimizer in FUSED_OPTIMIZERS and all(p.device.type in FUSED_DEVICES for p in tensors):
+        fused = {"fused": True}
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(groups, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, **fused)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, **fused)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **fused)
     if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.RMSprop(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
 
 
