@@ -79,3 +79,15 @@ def test_aggressive_run_resumes_exactly(tiny_recipe, tmp_path):
     assert any(r["encoder_steps"] > 0 for r in full_train)
     a, b = load_file(str(cut / "model.safetensors")), load_file(str(tmp_path / "full" / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_switch_can_change_when_resuming(tiny_recipe, tmp_path):
+    run = tmp_path / "run"
+    recipe = load_recipe(tiny_recipe, [*AGGRESSIVE, "train.epochs=1"])
+    Trainer(recipe, run, progress_bar=False, echo=lambda m: None).fit()
+    off = load_recipe(run / "recipe.toml", ["train.epochs=2", "train.aggressive_encoder=false"])
+    Trainer(off, run, resume=True, progress_bar=False, echo=lambda m: None).fit()
+    train = [r for r in metrics(run) if r["split"] == "train"]
+    assert all(r["encoder_steps"] > 0 for r in train if r["step"] <= 8)
+    assert all("encoder_steps" not in r for r in train if r["step"] > 8)   # switched off: no inner loop
+    assert json.loads((run / "trainer_state.json").read_text())["progress"]["aggressive"] is False

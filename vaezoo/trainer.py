@@ -264,7 +264,7 @@ class Trainer:
 
         def encoder_batches(step: int):
             # Fresh batches for the aggressive inner loop, seeded by the step so a resume repeats them.
-            return random_batches(train_set, collate, cfg.batch_size, seed=hash((recipe.seed, step, ctx.rank)) & (2**62 - 1))
+            return random_batches(train_set, collate, cfg.batch_size, seed=(recipe.seed * 1_000_003 + step) * 1009 + ctx.rank)
 
         batches_per_epoch = train_loader(0, 0).batch_sampler.total()
         steps_per_epoch = -(-batches_per_epoch // cfg.grad_accum)
@@ -278,6 +278,8 @@ class Trainer:
         if self.resume:
             load_weights(vae, self.run_dir / MODEL)
             state = Progress.from_dict(load_trainer_state(self.run_dir, optimizer))
+            # [train] keys may change on resume: the switch can end the phase, or start one that never ran.
+            state.aggressive = cfg.aggressive_encoder and (state.aggressive or state.aggressive_mi is None)
             self._saved_step = state.step
             if ctx.is_main:
                 truncate_metrics(self.run_dir / METRICS, state.step)
