@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from vaezoo.checkpoints import write_text
-from vaezoo.latents import batches_in, split_batches
+from vaezoo.data import batches_in, split_batches
 from vaezoo.recipes import load_recipe
 from vaezoo.runs import open_run
 from vaezoo.scoring import anomaly_scores, roc_auc

@@ -120,3 +120,16 @@ def test_fused_optimizer_kernel_matches_the_plain_one(tiny_recipe, tmp_path, nam
     _, plain = train(tiny_recipe, tmp_path / "plain", f"train.optimizer=\"{name}\"", "train.fused_optimizer=false")
     _, quick = train(tiny_recipe, tmp_path / "fused", f"train.optimizer=\"{name}\"")
     assert [r["loss"] for r in split(quick, "train")] == pytest.approx([r["loss"] for r in split(plain, "train")], rel=1e-4)
+
+
+@pytest.mark.parametrize("limit", [None, 13])
+def test_extra_metrics_see_exactly_the_evaluated_examples(tiny_recipe, tmp_path, limit):
+    from vaezoo.runs import build_modality, build_vae
+    from vaezoo.trainer import evaluate_split
+
+    modality = build_modality(load_recipe(tiny_recipe, ["eval.batch_size=5"]), tmp_path)
+    modality.extra_metrics = lambda vae, batches, base: {"rows": sum(len(b["x"]) for b in batches)}
+    result = evaluate_split(modality, build_vae(modality), "test", device="cpu", iw_samples=0, max_examples=limit,
+                            show_progress=False)
+    expected = len(modality.dataset("test")) if limit is None else limit
+    assert result.n_examples == expected and result.extra["rows"] == expected

@@ -176,16 +176,20 @@ def load_trainer_state(run_dir: Path, optimizer: torch.optim.Optimizer) -> dict[
     return progress
 
 
+def read_metrics(path: Path) -> list[dict]:
+    """The records of a metrics.jsonl; a half-written last line (a crash) is skipped."""
+    records = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
 def truncate_metrics(path: Path, last_step: int) -> None:
     """Drop records logged after ``last_step`` (they belong to steps a resume will redo)."""
     if not path.exists():
         return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a half-written last line from a crash
-        if record.get("step", 0) <= last_step:
-            kept.append(line)
-    write_text(path, "".join(line + "\n" for line in kept))
+    kept = [record for record in read_metrics(path) if record.get("step", 0) <= last_step]
+    write_text(path, "".join(json.dumps(record) + "\n" for record in kept))

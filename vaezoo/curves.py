@@ -7,10 +7,9 @@ mutual information, each against the optimiser step, training windows and valida
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from vaezoo.checkpoints import METRICS
+from vaezoo.checkpoints import METRICS, read_metrics
 
 CURVES = "curves.png"
 
@@ -26,17 +25,6 @@ PANELS = [
 #: Losses can start orders of magnitude off; their panels may zoom past the first steps.
 #: (Mutual information saturates instead: zooming would blow its last digits up.)
 ZOOMED = ("loss", "reconstruction", "kl")
-
-
-def read_metrics(path: Path) -> list[dict]:
-    """The records of a metrics.jsonl; a half-written last line (a crash) is skipped."""
-    records = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
 
 
 def series(records: list[dict]) -> dict[str, dict[str, tuple[list[int], list[float]]]]:

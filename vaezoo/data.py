@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from vaezoo.batches import Batch
+from vaezoo.batches import Batch, slice_batch
+from vaezoo.batches import batch_size as examples_in  # batch_size is also a parameter name here
 from vaezoo.errors import InputError
 
 
@@ -118,3 +120,22 @@ def random_batches(dataset: Dataset, collate: Callable, batch_size: int, seed: i
     size = min(batch_size, len(dataset))
     while True:
         yield examples_at(dataset, collate, torch.randperm(len(dataset), generator=g)[:size].tolist())
+
+
+def split_batches(modality, split: str, size: int, max_examples: int | None = None) -> Iterator[Batch]:
+    """Batches of ``split`` in order; the last is cut so at most ``max_examples`` come out."""
+    loader = make_loader(modality.dataset(split), modality.collate, size)
+    seen = 0
+    for batch in loader:
+        if max_examples and seen + examples_in(batch) > max_examples:
+            batch = slice_batch(batch, slice(0, max_examples - seen))
+        seen += examples_in(batch)
+        yield batch
+        if max_examples and seen >= max_examples:
+            return
+
+
+def batches_in(modality, split: str, size: int, max_examples: int | None = None) -> int:
+    """How many batches ``split_batches`` yields (for progress bars)."""
+    n = len(modality.dataset(split))
+    return math.ceil(min(n, max_examples or n) / size)

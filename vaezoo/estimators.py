@@ -11,8 +11,9 @@
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import torch
 
@@ -81,7 +82,21 @@ class EvalResult:
         return rows
 
 
-@torch.no_grad()
+@contextmanager
+def evaluation_mode(vae, device, seed: int) -> Iterator[None]:
+    """Eval mode, no gradients, and a forked RNG seeded with ``seed``: the same model always
+    gives the same figures, and evaluating never shifts the training random stream."""
+    was_training = vae.training
+    vae.eval()
+    device = torch.device(device)
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            yield
+    finally:
+        vae.train(was_training)
+
+
 def evaluate(
     vae: VAE,
     batches: Iterable[Batch],
@@ -97,14 +112,10 @@ def evaluate(
     Runs under a forked RNG seeded with ``seed`` so evaluating never shifts the training
     random stream and the same model always gets the same figures.
     """
-    was_training = vae.training
-    vae.eval()
     totals = {"elbo": 0.0, "rec": 0.0, "kl": 0.0, "ll": 0.0, "mi": 0.0}
     kl_dims, means = [], []
     n = 0
-    device = torch.device(device)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
+    with evaluation_mode(vae, device, seed):
         for batch in batches:
             batch = to_device(batch, device)
             if max_examples is not None and n >= max_examples:
@@ -125,7 +136,6 @@ def evaluate(
             kl_dims.append(kl_dim.sum(0))
             means.append(q.mean.float().cpu())
             n += b
-    vae.train(was_training)
     if n == 0:
         raise ValueError("evaluation got no examples")
     au, _ = active_units(torch.cat(means))

@@ -6,14 +6,13 @@ evaluation order (no shuffling), optionally cut at ``max_examples``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import torch
 
-from vaezoo.batches import Batch, batch_labels, batch_size, slice_batch, to_device
-from vaezoo.data import make_loader
+from vaezoo.batches import Batch, batch_labels, to_device
+from vaezoo.data import batches_in, split_batches
 from vaezoo.errors import InputError
 from vaezoo.progress import progress
 
@@ -26,25 +25,6 @@ class Latents:
 
     def __len__(self) -> int:
         return len(self.mean)
-
-
-def split_batches(modality, split: str, size: int, max_examples: int | None = None) -> Iterator[Batch]:
-    """Batches of ``split`` in order; the last is cut so at most ``max_examples`` come out."""
-    loader = make_loader(modality.dataset(split), modality.collate, size)
-    seen = 0
-    for batch in loader:
-        if max_examples and seen + batch_size(batch) > max_examples:
-            batch = slice_batch(batch, slice(0, max_examples - seen))
-        seen += batch_size(batch)
-        yield batch
-        if max_examples and seen >= max_examples:
-            return
-
-
-def batches_in(modality, split: str, size: int, max_examples: int | None = None) -> int:
-    """How many batches ``split_batches`` yields (for progress bars)."""
-    n = len(modality.dataset(split))
-    return math.ceil(min(n, max_examples or n) / size)
 
 
 @torch.no_grad()

@@ -124,8 +124,9 @@ class Modality:
 
     # -- evaluation -------------------------------------------------------------------------
     def extra_metrics(self, vae: "VAE", batches: Iterable[Batch], base: dict[str, float]) -> dict[str, float]:
-        """Modality-specific figures added to the eval table (e.g. perplexity). ``base`` holds
-        the core's results (elbo, iw_nll, kl, ...)."""
+        """Modality-specific figures added to the eval table (e.g. perplexity). ``batches`` are
+        exactly the examples the core evaluated (``base["n_examples"]`` of them, in order);
+        ``base`` holds the core's results (elbo, iw_nll, kl, ...)."""
         return {}
 
 

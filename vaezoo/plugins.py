@@ -86,7 +86,7 @@ def discover() -> dict[str, PluginInfo]:
 
 
 def recipe_folders() -> list[Path]:
-    """The recipe folders that loadable plugins ship (``Modality.recipe_folder``), by plugin name."""
+    """The recipe folders that loadable plugins ship (``Modality.recipe_folder``), in plugin-name order."""
     folders = []
     for info in discover().values():
         folder = getattr(info.modality, "recipe_folder", None) if info.status == "ok" else None

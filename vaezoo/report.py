@@ -19,8 +19,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from vaezoo import __version__
-from vaezoo.checkpoints import EVAL, METRICS, RECIPE, write_text
-from vaezoo.curves import CURVES, read_metrics, write_curves
+from vaezoo.checkpoints import EVAL, METRICS, RECIPE, read_metrics, write_text
+from vaezoo.curves import CURVES, write_curves
 from vaezoo.errors import RunDirError, VaezooError
 from vaezoo.estimators import EvalResult
 from vaezoo.latent_map import FOLDER as MAP_FOLDER, METHODS

@@ -22,29 +22,20 @@ import torch
 from vaezoo.batches import Batch, to_device
 from vaezoo.checkpoints import atomic_path, write_json
 from vaezoo.errors import InputError
-from vaezoo.estimators import iw_log_likelihood
+from vaezoo.estimators import evaluation_mode, iw_log_likelihood
+from vaezoo.objectives import elbo_objective
 from vaezoo.progress import progress
 
 
-@torch.no_grad()
 def anomaly_scores(vae, batches: Iterable[Batch], device, *, k: int = 0, chunk_size: int = 100, seed: int = 0,
                    total: int | None = None) -> torch.Tensor:
     """One score per example, ``[N]``, under a forked RNG seeded with ``seed`` (repeatable)."""
-    was_training = vae.training
-    vae.eval()
-    device = torch.device(device)
     scores = []
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
+    with evaluation_mode(vae, device, seed):
         for batch in progress(batches, desc="scoring", total=total):
             batch = to_device(batch, device)
-            if k > 1:
-                log_px = iw_log_likelihood(vae, batch, k, chunk_size=chunk_size)
-            else:
-                q = vae.encode(batch)
-                log_px = vae.decode(q.rsample()).log_prob(batch["x"], batch.get("mask")) - q.kl_per_dim().sum(-1)
+            log_px = iw_log_likelihood(vae, batch, k, chunk_size=chunk_size) if k > 1 else elbo_objective(vae, batch).elbo
             scores.append(-log_px.double().cpu())
-    vae.train(was_training)
     if not scores:
         raise InputError("nothing to score")
     return torch.cat(scores)
@@ -144,7 +135,7 @@ def save_scores(result: ScoreResult, path: Path, labels_path: Path | None = None
 def score_run(run, inputs: Sequence[str], *, split: str = "test", k: int = 0, max_examples: int | None = None,
               seed: int = 0, labels_path: Path | None = None) -> ScoreResult:
     """Score INPUTS (read by the plugin's ``load_inputs``, a batch at a time) or a split."""
-    from vaezoo.latents import batches_in, split_batches
+    from vaezoo.data import batches_in, split_batches
 
     size = run.recipe.eval.batch_size
     if inputs:
@@ -157,15 +148,15 @@ def score_run(run, inputs: Sequence[str], *, split: str = "test", k: int = 0, ma
         total = batches_in(run.modality, split, size, max_examples)
     # Labels are read (and, for INPUTS, matched) before the slow part, so a bad label file fails fast.
     table = read_labels(labels_path) if labels_path is not None else None
-    if table is not None and inputs:
-        labels_for(names, table, labels_path)
+    anomalous = labels_for(names, table, labels_path) if table is not None and inputs else None
     scores = anomaly_scores(run.vae, batches, run.device, k=k, chunk_size=run.recipe.eval.chunk_size, seed=seed,
                             total=total)
     if not inputs:
         names = [f"{split}:{i}" for i in range(len(scores))]
     result = ScoreResult(names, scores, k)
     if table is not None:
-        anomalous = labels_for(names, table, labels_path)
+        if anomalous is None:  # a split: its names exist only now
+            anomalous = labels_for(names, table, labels_path)
         try:
             result.roc_auc = roc_auc(scores, anomalous)
         except ValueError as err:

@@ -38,7 +38,7 @@ from vaezoo.checkpoints import (
     write_json,
     write_text,
 )
-from vaezoo.data import first_examples, make_loader, random_batches
+from vaezoo.data import batches_in, first_examples, make_loader, random_batches, split_batches
 from vaezoo.distributed import init_distributed
 from vaezoo.errors import RecipeError, RunDirError, TrainingDiverged
 from vaezoo.estimators import EvalResult, evaluate
@@ -559,18 +559,17 @@ class Trainer:
 
 def evaluate_split(modality, vae, split: str, *, device, iw_samples: int | None = None,
                    max_examples: int | None = None, batch_size: int | None = None, show_progress: bool = True) -> EvalResult:
-    """The full evaluation of one split: core estimators plus the modality's extra metrics."""
+    """The full evaluation of one split: core estimators plus the modality's extra metrics,
+    both over the same first ``max_examples`` examples."""
     cfg = modality.recipe.eval
-    dataset = modality.dataset(split)
-    loader = make_loader(dataset, modality.collate, batch_size or cfg.batch_size)
+    size = batch_size or cfg.batch_size
     k = cfg.iw_samples if iw_samples is None else iw_samples
     limit = max_examples if max_examples is not None else (cfg.max_examples or None)
-    examples = len(dataset) if limit is None else min(limit, len(dataset))
-    batches = loader if not show_progress else progress(
-        loader, desc=f"evaluating {split} (k={k})", total=-(-examples // loader.batch_sampler.batch_size))
-    result = evaluate(vae, batches, iw_samples=k, max_examples=limit, device=device,
-                      chunk_size=cfg.chunk_size, seed=modality.recipe.seed)
+    batches = split_batches(modality, split, size, limit)
+    if show_progress:
+        batches = progress(batches, desc=f"evaluating {split} (k={k})", total=batches_in(modality, split, size, limit))
+    result = evaluate(vae, batches, iw_samples=k, device=device, chunk_size=cfg.chunk_size, seed=modality.recipe.seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(modality.recipe.seed)
-        result.extra = modality.extra_metrics(vae, loader, result.as_dict())
+        result.extra = modality.extra_metrics(vae, split_batches(modality, split, size, limit), result.as_dict())
     return result

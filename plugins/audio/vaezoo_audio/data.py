@@ -128,8 +128,8 @@ class ClipDataset(Dataset):
         self.store, self.files, self.normalizer, self.clip_frames = store, files, normalizer, clip_frames
         self.pad_value = store.front_end.log_floor
 
-    def window(self, file: int, start: int) -> dict:
-        clip, real = crop_or_pad(self.store.features(self.files[file]), start, self.clip_frames, self.pad_value)
+    def window(self, features: torch.Tensor, start: int) -> dict:
+        clip, real = crop_or_pad(features, start, self.clip_frames, self.pad_value)
         return {"x": self.normalizer.normalize(clip).unsqueeze(0), "length": torch.tensor(real)}
 
 
@@ -140,10 +140,10 @@ class RandomClipDataset(ClipDataset):
         return len(self.files)
 
     def __getitem__(self, i: int) -> dict:
-        frames = self.store.features(self.files[i]).shape[-1]
-        room = frames - self.clip_frames
+        features = self.store.features(self.files[i])   # decoded once: the cache may not hold it
+        room = features.shape[-1] - self.clip_frames
         start = int(torch.randint(0, room + 1, ())) if room > 0 else 0
-        return self.window(i, start)
+        return self.window(features, start)
 
 
 class TiledClipDataset(ClipDataset):
@@ -158,7 +158,7 @@ class TiledClipDataset(ClipDataset):
 
     def __getitem__(self, i: int) -> dict:
         file, tile = self.plan[i]
-        return self.window(file, tile * self.clip_frames)
+        return self.window(self.store.features(self.files[file]), tile * self.clip_frames)
 
 
 class AudioSource:

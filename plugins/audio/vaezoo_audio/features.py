@@ -20,8 +20,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
@@ -30,15 +28,13 @@ from typing import Iterable
 import torch
 import torchaudio
 
-from vaezoo import VaezooError
+from vaezoo import VaezooError, write_json
 
 from vaezoo_audio.config import FeaturesConfig, InversionConfig
 
 DB_PER_NEPER = 10.0 / math.log(10.0)  # 10 * log10(P) = DB_PER_NEPER * ln(P)
 STATS_FILE = "audio_stats.json"
 STATS_FORMAT = "vaezoo-audio-stats"
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 class FrontEnd:
@@ -143,7 +139,7 @@ class Normalizer:
             "features": asdict(features), "mean": self.mean.tolist(), "std": self.std.tolist(),
         }
         path = Path(run_dir) / STATS_FILE
-        write_text_atomic(path, json.dumps(payload, indent=1) + "\n")
+        write_json(path, payload)
         return path
 
     @classmethod
@@ -161,20 +157,6 @@ class Normalizer:
                               "after training? (log-mel features cannot change once a model is trained)")
         return cls(torch.tensor(payload["mean"]), torch.tensor(payload["std"]), payload.get("normalize", "mel"),
                    payload.get("frames", 0), payload.get("files", 0))
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file beside ``path`` and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~_UMASK)   # mkstemp makes 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class Inverter(torch.nn.Module):

@@ -14,7 +14,7 @@ import torch
 
 import vaezoo
 
-from vaezoo_tabular.columns import REAL, Schema
+from vaezoo_tabular.columns import Schema
 from vaezoo_tabular.table import Table, read_table, write_table
 
 

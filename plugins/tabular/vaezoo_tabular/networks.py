@@ -12,16 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import vaezoo
+from vaezoo.nn import mlp
 
 from vaezoo_tabular.likelihood import MixedColumns
-
-
-def mlp(sizes: list[int]) -> nn.Sequential:
-    """Linear layers with ReLU between them (none after the last)."""
-    layers = []
-    for a, b in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(a, b), nn.ReLU()]
-    return nn.Sequential(*layers[:-1])
 
 
 def features(x: torch.Tensor, mask: torch.Tensor, real: list[int], categorical: list[int], sizes: list[int]) -> torch.Tensor:
@@ -39,7 +32,7 @@ class Encoder(nn.Module):
         super().__init__()
         self.real, self.categorical, self.sizes = real, categorical, sizes
         width = len(real) + sum(sizes) + len(real) + len(categorical)
-        self.body = mlp([width, *hidden, 2 * latent])
+        self.body = mlp([width, *hidden, 2 * latent], "relu")
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.body(features(batch["x"], batch["mask"], self.real, self.categorical, self.sizes))
@@ -56,7 +49,7 @@ class Decoder(nn.Module):
         self.real, self.categorical, self.sizes, self.scale = real, categorical, sizes, scale
         self.min_log_sd = min_log_sd
         reals = len(real) * (2 if scale == "row" else 1)
-        self.body = mlp([latent, *hidden, reals + sum(sizes)])
+        self.body = mlp([latent, *hidden, reals + sum(sizes)], "relu")
         self.log_sd = nn.Parameter(torch.zeros(len(real))) if scale == "column" else None
 
     def forward(self, z: torch.Tensor) -> MixedColumns:

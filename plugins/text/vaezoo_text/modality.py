@@ -145,13 +145,7 @@ class TextModality(Modality):
         """Per-token perplexity of the evaluated sentences: from the IW-NLL (``perplexity``)
         and from the ELBO (``perplexity_elbo``, an upper bound)."""
         n = base["n_examples"]
-        tokens, seen = 0, 0
-        for batch in batches:  # the core evaluated the first n examples of these batches
-            lengths = batch["length"][: n - seen]
-            tokens += int(lengths.sum())
-            seen += len(lengths)
-            if seen >= n:
-                break
+        tokens = sum(int(batch["length"].sum()) for batch in batches)   # exactly the evaluated sentences
         out = {"tokens_per_sentence": tokens / n}
         if base.get("iw_nll") is not None:
             out["perplexity"] = perplexity(base["iw_nll"] * n, tokens)
