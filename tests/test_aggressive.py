@@ -6,6 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from vaezoo.checkpoints import latest_weights
 from vaezoo.recipes import load_recipe
 from vaezoo.runs import build_modality, build_vae
 from vaezoo.trainer import AGGRESSIVE_BLOCK, Trainer, keep_gradients_of, make_optimizer, parameter_groups
@@ -59,7 +60,7 @@ def test_phase_trains_the_encoder_in_blocks_and_ends_when_mi_stops_rising(tiny_r
     events = [r for r in lines if r["split"] == "event"]
     assert [(e["event"], e["step"], e["mutual_information"]) for e in events] == [("aggressive_off", 24, 1.5)]
     assert any("aggressive encoder updates off from step 24" in m for m in messages)
-    progress = json.loads((run / "trainer_state.json").read_text())["progress"]
+    progress = json.loads((latest_weights(run).parent / "trainer_state.json").read_text())["progress"]
     assert progress["aggressive"] is False
 
 
@@ -77,7 +78,7 @@ def test_aggressive_run_resumes_exactly(tiny_recipe, tmp_path):
     full_train = [r for r in metrics(tmp_path / "full") if r["split"] == "train"]
     assert [r for r in metrics(cut) if r["split"] == "train"] == full_train
     assert any(r["encoder_steps"] > 0 for r in full_train)
-    a, b = load_file(str(cut / "model.safetensors")), load_file(str(tmp_path / "full" / "model.safetensors"))
+    a, b = load_file(str(latest_weights(cut))), load_file(str(latest_weights(tmp_path / "full")))
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -90,4 +91,4 @@ def test_the_switch_can_change_when_resuming(tiny_recipe, tmp_path):
     train = [r for r in metrics(run) if r["split"] == "train"]
     assert all(r["encoder_steps"] > 0 for r in train if r["step"] <= 8)
     assert all("encoder_steps" not in r for r in train if r["step"] > 8)   # switched off: no inner loop
-    assert json.loads((run / "trainer_state.json").read_text())["progress"]["aggressive"] is False
+    assert json.loads((latest_weights(run).parent / "trainer_state.json").read_text())["progress"]["aggressive"] is False

@@ -14,6 +14,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from vaezoo import __version__
+from vaezoo.checkpoints import latest_weights
 from vaezoo.cli import main
 from vaezoo.errors import TrainingDiverged
 from vaezoo.recipes import load_recipe
@@ -49,11 +50,15 @@ def trained(tmp_path_factory):
 
 def test_train_writes_a_complete_run_directory(trained):
     _, run, output = trained
-    for name in ["recipe.toml", "model.safetensors", "best.safetensors", "trainer_state.safetensors",
-                 "trainer_state.json", "metrics.jsonl", "eval.json", "samples/prior.csv"]:
+    for name in ["recipe.toml", "best.safetensors", "metrics.jsonl", "eval.json", "samples/prior.csv"]:
         assert (run / name).exists(), name
     assert "IW-NLL (k=20)" in output and "active units" in output
-    with safe_open(str(run / "model.safetensors"), framework="pt") as f:
+    # One checkpoint folder (the third, after the third epoch), holding all its pieces.
+    (checkpoint,) = (run / "checkpoints").iterdir()
+    assert checkpoint.name == "000003-step-24"
+    assert sorted(p.name for p in checkpoint.iterdir()) == ["model.safetensors", "trainer_state.json",
+                                                             "trainer_state.safetensors"]
+    with safe_open(str(checkpoint / "model.safetensors"), framework="pt") as f:
         meta = f.metadata()
     assert meta["vaezoo_version"] == __version__ and meta["modality"] == "tiny_modality:TinyVectors"
     assert meta["step"] == "24" and meta["plugin_api_version"] == "1"
@@ -66,9 +71,16 @@ def test_train_writes_a_complete_run_directory(trained):
     rows = [list(map(float, line.split(","))) for line in (run / "samples/prior.csv").read_text().split()]
     assert len(rows) == 5 and all(len(r) == 6 for r in rows)
     # Trainer state has no pickle anywhere: JSON and safetensors only.
-    state = json.loads((run / "trainer_state.json").read_text())
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
     assert state["progress"]["step"] == 24 and state["progress"]["epoch"] == 3
-    assert any(k.startswith("optimizer.") for k in load_file(str(run / "trainer_state.safetensors")))
+    # The checkpoint knows how much of metrics.jsonl it covers: all but the end-of-training eval record.
+    lines = (run / "metrics.jsonl").read_text().splitlines(keepends=True)
+    assert json.loads(lines[-1])["split"] == "eval/test"
+    assert state["metrics_bytes"] == sum(len(line) for line in lines[:-1])
+    assert any(k.startswith("optimizer.") for k in load_file(str(checkpoint / "trainer_state.safetensors")))
+    # eval.json says which weights it measured, as `vaezoo eval --json` does.
+    figures = json.loads((run / "eval.json").read_text())
+    assert figures["weights"] == "best" and figures["weights_step"] == state["progress"]["best_step"]
 
 
 @pytest.mark.parametrize("stop_at", [11, 16], ids=["mid-epoch", "epoch-end"])
@@ -92,8 +104,8 @@ def test_interrupted_then_resumed_run_matches_uninterrupted(trained, tmp_path, s
     assert f"resuming {run} at step {stop_at}" in resumed.output
     assert records(run, "train") == records(full, "train")               # identical loss curve, bit for bit
     assert records(run, "validation") == records(full, "validation")
-    for name in ("model.safetensors", "best.safetensors"):
-        a, b = load_file(str(run / name)), load_file(str(full / name))
+    for a, b in ((latest_weights(run), latest_weights(full)), (run / "best.safetensors", full / "best.safetensors")):
+        a, b = load_file(str(a)), load_file(str(b))
         assert all(torch.equal(a[k], b[k]) for k in a)
     assert json.loads((run / "eval.json").read_text()) == json.loads((full / "eval.json").read_text())
 
@@ -173,9 +185,9 @@ def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 
     with pytest.raises(TrainingDiverged, match=r"diverged at step 11 .*last good checkpoint \(step 8\)"):
         Trainer(load_recipe(path), run, on_step=poison, progress_bar=False, echo=lambda m: None).fit()
-    weights = load_file(str(run / "model.safetensors"))
+    weights = load_file(str(latest_weights(run)))
     assert all(torch.isfinite(t).all() for t in weights.values())
-    with safe_open(str(run / "model.safetensors"), framework="pt") as f:
+    with safe_open(str(latest_weights(run)), framework="pt") as f:
         assert f.metadata()["step"] == "8"
     assert records(run, "event")[-1]["event"] == "diverged"
 
@@ -244,7 +256,7 @@ def test_no_checkpoint_is_written_with_non_finite_weights(tmp_path):
 
     with pytest.raises(TrainingDiverged, match=r"diverged at step 16 .*non-finite.*last good checkpoint \(step 8\)"):
         Trainer(load_recipe(path), run, on_step=poison, progress_bar=False, echo=lambda m: None).fit()
-    assert all(torch.isfinite(t).all() for t in load_file(str(run / "model.safetensors")).values())
+    assert all(torch.isfinite(t).all() for t in load_file(str(latest_weights(run))).values())
 
 
 def test_generating_commands_are_repeatable_with_a_seed(trained, tmp_path, monkeypatch):

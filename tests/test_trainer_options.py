@@ -6,6 +6,7 @@ import os
 import pytest
 import torch
 
+from vaezoo.checkpoints import latest_weights
 from vaezoo.recipes import load_recipe
 from vaezoo.schedules import LRSchedule
 from vaezoo.trainer import Trainer
@@ -53,7 +54,7 @@ def test_early_stopping_and_validation_every_n_steps(tiny_recipe, tmp_path):
     assert result.stopped_early
     assert [r["step"] for r in split(lines, "validation")] == [4, 8, 12]
     assert result.steps == 12
-    state = json.loads((tmp_path / "run" / "trainer_state.json").read_text())
+    state = json.loads((latest_weights(tmp_path / "run").parent / "trainer_state.json").read_text())
     assert state["progress"]["best_step"] == 4 and state["progress"]["bad_validations"] == 2
 
 

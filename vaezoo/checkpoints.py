@@ -1,20 +1,27 @@
-"""Run directories and checkpoints, written atomically and read without unpickling.
+"""Run directories and checkpoints, written crash-safely and read without unpickling.
 
 A run directory holds:
 
     recipe.toml                 the resolved recipe (every default filled in)
-    model.safetensors           latest weights; metadata: versions, modality, step
+    checkpoints/NNNNNN-step-S/  the latest complete checkpoint (NNNNNN counts checkpoints, S is the step):
+        model.safetensors           weights; metadata: versions, modality, step
+        trainer_state.safetensors   optimiser tensors and RNG states; metadata: step
+        trainer_state.json          step, epoch, position in the epoch, early-stopping state,
+                                    optimiser hyper-parameters, Python/NumPy RNG state, and the
+                                    length of metrics.jsonl when the checkpoint was taken
     best.safetensors            weights at the best validation loss
-    trainer_state.safetensors   optimiser tensors and RNG states
-    trainer_state.json          step, epoch, position in the epoch, early-stopping state,
-                                optimiser hyper-parameters, Python/NumPy RNG state
     metrics.jsonl               one JSON record per logged step / validation / evaluation
     tensorboard/                TensorBoard event files
     samples/                    what the modality's writers produced
     eval.json                   the last `vaezoo eval` (or end-of-training evaluation)
 
-Every file is written to a temporary name in the same folder and renamed into place, so a
-crash leaves the previous version intact.
+Single files are written to a temporary name in the same folder, flushed to disk (fsync) and
+renamed into place, so a crash or a power loss leaves either the old or the new version.
+
+A checkpoint is several files that must agree, so it is written as a whole: a complete new
+folder (every file carrying the step, each fsynced) appears under ``checkpoints/`` with one
+rename, and only then is the previous one removed. Resuming verifies that every piece names
+the same step and falls back to an older complete checkpoint, never to a mixture.
 """
 
 from __future__ import annotations
@@ -22,41 +29,66 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
+import shutil
 import tempfile
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from vaezoo.errors import RunDirError
 
 RECIPE = "recipe.toml"
+CHECKPOINTS = "checkpoints"
 MODEL = "model.safetensors"
 BEST = "best.safetensors"
 STATE_TENSORS = "trainer_state.safetensors"
 STATE_JSON = "trainer_state.json"
 METRICS = "metrics.jsonl"
 EVAL = "eval.json"
+TEMP_SUFFIX = ".tmp"
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+# -- durable single files -------------------------------------------------------------------
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file's or a folder's data to the disk (a folder: the names in it, after a rename)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return  # folders cannot be opened on some systems (Windows); nothing more can be done there
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass    # some file systems refuse fsync on folders; the rename itself is still atomic
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it over ``path`` if the block succeeds."""
+    """Yield a temporary path beside ``path``; when the block succeeds, flush it to disk and
+    rename it over ``path``. A crash at any moment leaves the old file or the new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
+        fsync_path(Path(tmp))
         os.replace(tmp, path)
+        fsync_path(path.parent)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -77,10 +109,20 @@ def save_weights(model: torch.nn.Module, path: Path, metadata: dict[str, Any]) -
 
 
 def read_metadata(path: Path) -> dict[str, str]:
-    from safetensors import safe_open
-
     with safe_open(str(path), framework="pt") as f:
         return dict(f.metadata() or {})
+
+
+def _first_shape_mismatch(model: torch.nn.Module, path: Path) -> str | None:
+    """The first tensor whose shape in the file differs from the model's, described, or None."""
+    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    with safe_open(str(path), framework="pt") as f:
+        for name in f.keys():
+            found = tuple(f.get_slice(name).get_shape())
+            if name in expected and expected[name] != found:
+                return (f"tensor {name!r} has shape {list(found)} in the file, but the model built from "
+                        f"recipe.toml needs {list(expected[name])}")
+    return None
 
 
 def load_weights(model: torch.nn.Module, path: Path) -> dict[str, str]:
@@ -88,7 +130,11 @@ def load_weights(model: torch.nn.Module, path: Path) -> dict[str, str]:
     if not path.exists():
         raise RunDirError(f"{path}: weights file not found")
     try:
+        mismatch = _first_shape_mismatch(model, path)
+        if mismatch:
+            raise RunDirError(f"{path}: weights do not fit the model: {mismatch}")
         missing, unexpected = load_model(model, str(path), strict=False)
+        metadata = read_metadata(path)
     except (SafetensorError, RuntimeError, OSError) as err:
         raise RunDirError(f"{path}: cannot load weights: {str(err).splitlines()[0]}") from None
     if missing or unexpected:
@@ -96,7 +142,7 @@ def load_weights(model: torch.nn.Module, path: Path) -> dict[str, str]:
             f"{path}: weights do not fit the model built from recipe.toml "
             f"(missing: {', '.join(missing[:5]) or 'none'}; unexpected: {', '.join(unexpected[:5]) or 'none'})"
         )
-    return read_metadata(path)
+    return metadata
 
 
 # -- trainer state ------------------------------------------------------------------------
@@ -148,32 +194,192 @@ def restore_rng(tensors: dict[str, torch.Tensor], info: dict) -> None:
     random.setstate((py_version, tuple(py_state), py_gauss))
 
 
-def save_trainer_state(run_dir: Path, optimizer: torch.optim.Optimizer, progress: dict[str, Any]) -> None:
-    """Optimiser and RNG state plus the loop's own ``progress`` (step, epoch, ...)."""
-    opt_tensors, opt_info = _flatten_optimizer(optimizer.state_dict())
-    rng_tensors, rng_info = capture_rng()
-    with atomic_path(run_dir / STATE_TENSORS) as tmp:
-        save_file({**opt_tensors, **rng_tensors}, str(tmp), metadata={"step": str(progress["step"])})
-    write_json(run_dir / STATE_JSON, {"progress": progress, "optimizer": opt_info, "rng": rng_info})
+# -- checkpoints ----------------------------------------------------------------------------
+
+# checkpoints/NNNNNN-step-S: NNNNNN counts up with every checkpoint written (two checkpoints may
+# share a step: one taken before a validation, one after), S is the step, for people reading.
+_CHECKPOINT_NAME = re.compile(r"^(\d+)-step-(\d+)$")
+_LEGACY = -1  # vaezoo 0.1 kept one checkpoint's files at the top of the run directory
 
 
-def load_trainer_state(run_dir: Path, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """Restore optimiser and RNG state; returns the saved ``progress``."""
-    json_path, tensor_path = run_dir / STATE_JSON, run_dir / STATE_TENSORS
-    if not json_path.exists() or not tensor_path.exists():
-        raise RunDirError(f"{run_dir}: no trainer state to resume from ({STATE_JSON} / {STATE_TENSORS} missing)")
+@dataclass
+class Checkpoint:
+    """A complete, verified checkpoint read into memory; nothing is applied to a model yet."""
+
+    path: Path                      # the folder (the run directory itself for a 0.1 run)
+    step: int
+    progress: dict                  # the trainer's own position (step, epoch, early stopping ...)
+    optimizer_kind: str | None      # "adam", "sgd" ... (None in 0.1 runs)
+    optimizer: dict                 # param_groups and scalars, see _flatten_optimizer
+    rng: dict                       # Python and NumPy RNG state
+    tensors: dict[str, torch.Tensor]  # optimiser and RNG tensors
+    metrics_bytes: int | None       # length of metrics.jsonl when it was taken (None in 0.1 runs)
+
+    @property
+    def weights(self) -> Path:
+        return self.path / MODEL
+
+
+class _Incomplete(Exception):
+    """A checkpoint folder that cannot be used, and why."""
+
+
+def _checkpoint_folders(run_dir: Path) -> list[tuple[int, Path]]:
+    """(sequence number, folder) of every finished checkpoint folder, newest first."""
+    found = []
+    root = Path(run_dir) / CHECKPOINTS
+    if root.is_dir():
+        for folder in root.iterdir():
+            match = _CHECKPOINT_NAME.match(folder.name)
+            if match and folder.is_dir():
+                found.append((int(match.group(1)), folder))
+    if any((Path(run_dir) / name).exists() for name in (MODEL, STATE_TENSORS, STATE_JSON)):
+        found.append((_LEGACY, Path(run_dir)))
+    return sorted(found, key=lambda item: item[0], reverse=True)
+
+
+def latest_weights(run_dir: Path) -> Path | None:
+    """model.safetensors of the newest checkpoint (folders appear only complete), or None."""
+    for _, folder in _checkpoint_folders(run_dir):
+        if (folder / MODEL).is_file():
+            return folder / MODEL
+    return None
+
+
+def write_checkpoint(run_dir: Path, *, model: torch.nn.Module, metadata: dict[str, Any],
+                     optimizer: torch.optim.Optimizer, optimizer_kind: str, progress: dict[str, Any],
+                     metrics_bytes: int) -> Path:
+    """Write weights, optimiser and RNG state and ``progress`` as one new checkpoint folder.
+
+    Every file is written into a temporary folder and fsynced; one rename makes the folder a
+    checkpoint; only then are the older checkpoints removed. A crash at any point leaves at
+    least one complete checkpoint (once one was written) and never a mixture of two.
+    """
+    step = int(progress["step"])
+    root = Path(run_dir) / CHECKPOINTS
+    root.mkdir(parents=True, exist_ok=True)
+    older = _checkpoint_folders(run_dir)
+    final = root / f"{1 + max((seq for seq, _ in older), default=0):06d}-step-{step}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=TEMP_SUFFIX, dir=root))
     try:
-        info = json.loads(json_path.read_text())
-        tensors = load_file(str(tensor_path))
-        tensor_step = read_metadata(tensor_path).get("step")
+        save_model(model, str(tmp / MODEL), metadata={**{k: str(v) for k, v in metadata.items()}, "step": str(step)})
+        opt_tensors, opt_info = _flatten_optimizer(optimizer.state_dict())
+        rng_tensors, rng_info = capture_rng()
+        save_file({**opt_tensors, **rng_tensors}, str(tmp / STATE_TENSORS), metadata={"step": str(step)})
+        state = {"progress": progress, "optimizer": {"kind": optimizer_kind, **opt_info}, "rng": rng_info,
+                 "metrics_bytes": metrics_bytes}
+        (tmp / STATE_JSON).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+        for name in (MODEL, STATE_TENSORS, STATE_JSON):
+            os.chmod(tmp / name, 0o666 & ~_UMASK)
+            fsync_path(tmp / name)
+        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700
+        fsync_path(tmp)
+        os.replace(tmp, final)           # the switch: the new checkpoint appears whole
+        fsync_path(root)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    for sequence, folder in older:
+        _remove_checkpoint(sequence, folder)
+    return final
+
+
+def _remove_checkpoint(sequence: int, folder: Path) -> None:
+    if sequence == _LEGACY:   # a 0.1 run directory: its top-level files
+        for name in (STATE_JSON, STATE_TENSORS, MODEL):
+            (folder / name).unlink(missing_ok=True)
+        return
+    # Renamed out of the candidates first, so a crash halfway through the removal never
+    # leaves a half-deleted folder that looks like a checkpoint.
+    doomed = folder.with_name(f".{folder.name}.old{TEMP_SUFFIX}")
+    os.replace(folder, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def _read_checkpoint_folder(folder: Path) -> Checkpoint:
+    missing = [name for name in (MODEL, STATE_TENSORS, STATE_JSON) if not (folder / name).is_file()]
+    if missing:
+        raise _Incomplete(f"{', '.join(missing)} missing")
+    try:
+        info = json.loads((folder / STATE_JSON).read_text(encoding="utf-8"))
+        tensors = load_file(str(folder / STATE_TENSORS))
+        tensor_step = read_metadata(folder / STATE_TENSORS).get("step")
+        model_step = read_metadata(folder / MODEL).get("step")
+        load_file(str(folder / MODEL))  # reads every byte: a damaged file fails here, before anything is applied
     except (OSError, ValueError, SafetensorError) as err:
-        raise RunDirError(f"{run_dir}: trainer state is unreadable: {err}") from None
-    progress = info["progress"]
-    if tensor_step != str(progress["step"]):
-        raise RunDirError(f"{run_dir}: {STATE_JSON} (step {progress['step']}) and {STATE_TENSORS} (step {tensor_step}) disagree")
-    optimizer.load_state_dict(_unflatten_optimizer(tensors, info["optimizer"]))
-    restore_rng(tensors, info["rng"])
-    return progress
+        raise _Incomplete(f"unreadable: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+    problem = _state_structure_problem(info, tensors)
+    if problem:
+        raise _Incomplete(f"{STATE_JSON}: {problem}")
+    step = info["progress"]["step"]
+    steps = {STATE_JSON: str(step), STATE_TENSORS: tensor_step, MODEL: model_step}
+    match = _CHECKPOINT_NAME.match(folder.name)
+    if match:
+        steps["folder name"] = match.group(2)
+    if len(set(steps.values())) != 1:
+        raise _Incomplete("its pieces disagree on the step (" + ", ".join(f"{k}: {v}" for k, v in steps.items()) + ")")
+    optimizer = dict(info["optimizer"])
+    return Checkpoint(folder, step, info["progress"], optimizer.pop("kind", None), optimizer, info["rng"], tensors,
+                      info.get("metrics_bytes"))
+
+
+def _state_structure_problem(info: Any, tensors: dict) -> str | None:
+    """What is wrong with the shape of a trainer_state.json (and its tensors), or None."""
+    if not isinstance(info, dict):
+        return f"expected a JSON object, got {type(info).__name__}"
+    for key, kind in (("progress", dict), ("optimizer", dict), ("rng", dict)):
+        if not isinstance(info.get(key), kind):
+            return f"'{key}' is missing or not an object"
+    step = info["progress"].get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        return f"progress.step must be an integer >= 0, got {step!r}"
+    if not isinstance(info["optimizer"].get("param_groups"), list) or not isinstance(info["optimizer"].get("scalars"), dict):
+        return "optimizer needs 'param_groups' (a list) and 'scalars' (an object)"
+    if not (isinstance(info["rng"].get("numpy"), list) and len(info["rng"]["numpy"]) == 4
+            and isinstance(info["rng"].get("python"), list) and len(info["rng"]["python"]) == 3):
+        return "rng needs 'numpy' (4 values) and 'python' (3 values)"
+    bytes_ = info.get("metrics_bytes")
+    if bytes_ is not None and (not isinstance(bytes_, int) or isinstance(bytes_, bool) or bytes_ < 0):
+        return f"metrics_bytes must be an integer >= 0, got {bytes_!r}"
+    if "rng.torch" not in tensors or "rng.numpy" not in tensors:
+        return f"{STATE_TENSORS} lacks the RNG tensors"
+    return None
+
+
+def read_checkpoint(run_dir: Path, echo: Callable[[str], None] = lambda msg: None) -> Checkpoint | None:
+    """The newest complete checkpoint of a run; None when none was ever written.
+
+    A newer folder that fails verification (a missing or unreadable piece, pieces naming
+    different steps) is skipped with a one-line note; when no folder passes, ``RunDirError``.
+    """
+    skipped = []
+    candidates = _checkpoint_folders(run_dir)
+    for _, folder in candidates:
+        try:
+            checkpoint = _read_checkpoint_folder(folder)
+        except _Incomplete as err:
+            skipped.append(f"{folder}: {err}")
+            continue
+        if skipped:
+            echo(f"note: skipped {len(skipped)} unusable checkpoint(s) ({'; '.join(skipped)}); "
+                 f"resuming from the last complete one, {folder} (step {checkpoint.step})")
+        return checkpoint
+    if candidates:
+        raise RunDirError(f"{run_dir}: no complete checkpoint to resume from ({'; '.join(skipped)})")
+    return None
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, checkpoint: Checkpoint) -> None:
+    """Load the checkpoint's optimiser state, then the hyper-parameters the recipe gives now
+    (betas, weight decay, momentum ...: load_state_dict would bring back the saved ones)."""
+    current = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+    try:
+        optimizer.load_state_dict(_unflatten_optimizer(checkpoint.tensors, checkpoint.optimizer))
+    except (ValueError, KeyError, TypeError, RuntimeError) as err:
+        raise RunDirError(f"{checkpoint.path / STATE_JSON}: the saved optimiser state does not fit this model "
+                          f"({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
+    for group, hyper in zip(optimizer.param_groups, current):
+        group.update(hyper)
 
 
 def read_metrics(path: Path) -> list[dict]:
@@ -187,9 +393,24 @@ def read_metrics(path: Path) -> list[dict]:
     return records
 
 
-def truncate_metrics(path: Path, last_step: int) -> None:
-    """Drop records logged after ``last_step`` (they belong to steps a resume will redo)."""
+def rewind_metrics(path: Path, checkpoint: Checkpoint) -> None:
+    """Cut metrics.jsonl back to what it held when ``checkpoint`` was taken: the records after
+    it belong to steps (and validations) a resume redoes."""
     if not path.exists():
         return
-    kept = [record for record in read_metrics(path) if record.get("step", 0) <= last_step]
+    if checkpoint.metrics_bytes is not None:
+        if path.stat().st_size > checkpoint.metrics_bytes:
+            os.truncate(path, checkpoint.metrics_bytes)
+        return
+    # 0.1 checkpoints did not record the length: keep the records up to their step.
+    kept = [record for record in read_metrics(path) if record.get("step", 0) <= checkpoint.step]
     write_text(path, "".join(json.dumps(record) + "\n" for record in kept))
+
+
+def remove_temporaries(run_dir: Path) -> None:
+    """Delete the temporary files and folders a killed process left behind (``.NAME.*.tmp``)."""
+    for path in sorted(Path(run_dir).rglob(f".*{TEMP_SUFFIX}"), key=lambda p: len(p.parts), reverse=True):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)

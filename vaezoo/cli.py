@@ -98,7 +98,6 @@ def train(recipe: str | None, overrides, run_dir: Path | None, resume: Path | No
     from vaezoo.errors import RecipeError
     from vaezoo.recipes import load_recipe, resolve_recipe_path
     from vaezoo.runs import load_recipe_of_run
-    from vaezoo.checkpoints import RECIPE as RECIPE_FILE, write_text
     from vaezoo.trainer import Trainer
 
     if resume is not None:
@@ -107,10 +106,8 @@ def train(recipe: str | None, overrides, run_dir: Path | None, resume: Path | No
         for expr in overrides:
             if not expr.split("=", 1)[0].strip().startswith(("train.", "eval.")):
                 raise RecipeError("--set", expr.split("=", 1)[0], "only [train] and [eval] keys can change when resuming")
-        parsed = load_recipe_of_run(resume, overrides)
-        if overrides:
-            write_text(resume / RECIPE_FILE, parsed.to_toml())
-        trainer = Trainer(parsed, resume, resume=True, progress_bar=not no_progress)
+        # The trainer writes the overridden recipe.toml only once every check has passed.
+        trainer = Trainer(load_recipe_of_run(resume, overrides), resume, resume=True, progress_bar=not no_progress)
     else:
         if recipe is None:
             raise click.UsageError("missing RECIPE (a .toml file or a name from `vaezoo recipes`), or --resume RUN_DIR")

@@ -9,7 +9,7 @@ from typing import Literal, Sequence
 import torch
 
 from vaezoo import __version__
-from vaezoo.checkpoints import BEST, MODEL, RECIPE, load_weights
+from vaezoo.checkpoints import BEST, RECIPE, latest_weights, load_weights
 from vaezoo.errors import RunDirError
 from vaezoo.modality import Modality
 from vaezoo.model import VAE
@@ -47,6 +47,11 @@ def pick_device(name: str) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RunDirError(f"device {name!r} was asked for, but no CUDA device is available; use 'cpu' or 'auto'")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise RunDirError(f"device {name!r} was asked for, but this machine has {torch.cuda.device_count()} CUDA "
+                          f"device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise RunDirError(f"device {name!r} was asked for, but MPS is not available here; use 'cpu' or 'auto'")
     return device
 
 
@@ -58,6 +63,18 @@ class Run:
     vae: VAE
     metadata: dict[str, str]
     device: torch.device
+    weights_path: Path | None = None   # the file the weights came from
+
+    @property
+    def weights(self) -> str:
+        """"best" or "last": which weights were loaded."""
+        return "best" if self.weights_path is not None and self.weights_path.name == BEST else "last"
+
+    @property
+    def weights_step(self) -> int | None:
+        """The training step of the loaded weights, from the file's metadata."""
+        step = self.metadata.get("step")
+        return int(step) if step is not None and step.isdigit() else None
 
 
 def load_recipe_of_run(run_dir: Path, overrides: Sequence[str] = (), *, check_paths: bool = True) -> Recipe:
@@ -84,14 +101,12 @@ def open_run(
     recipe = load_recipe_of_run(run_dir, overrides, check_paths=False)
     modality = build_modality(recipe, run_dir)
     vae = build_vae(modality)
-    path = run_dir / (BEST if weights == "best" else MODEL)
-    if not path.exists():
-        path = run_dir / MODEL
-    if not path.exists():
-        raise RunDirError(f"{run_dir}: no weights yet ({MODEL} is missing); train it first")
+    target = pick_device(device)
+    path = run_dir / BEST if weights == "best" and (run_dir / BEST).exists() else latest_weights(run_dir)
+    if path is None:
+        raise RunDirError(f"{run_dir}: no weights yet (no checkpoint and no {BEST}); train it first")
     metadata = load_weights(vae, path)
     if metadata.get("modality") not in (None, recipe.modality):
         raise RunDirError(f"{path}: weights are for modality {metadata['modality']!r}, the recipe says {recipe.modality!r}")
-    target = pick_device(device)
     vae.to(target).eval()
-    return Run(run_dir, recipe, modality, vae, metadata, target)
+    return Run(run_dir, recipe, modality, vae, metadata, target, path)

@@ -8,6 +8,7 @@ checkpoint holds everything needed to continue bit-for-bit on CPU.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -26,15 +27,20 @@ from tqdm import tqdm
 from vaezoo.batches import to_device
 from vaezoo.checkpoints import (
     BEST,
+    CHECKPOINTS,
     EVAL,
     METRICS,
-    MODEL,
     RECIPE,
-    load_trainer_state,
+    Checkpoint,
+    fsync_path,
     load_weights,
-    save_trainer_state,
+    read_checkpoint,
+    remove_temporaries,
+    restore_rng,
+    restore_optimizer,
+    rewind_metrics,
     save_weights,
-    truncate_metrics,
+    write_checkpoint,
     write_json,
     write_text,
 )
@@ -100,14 +106,23 @@ def kl_schedule(recipe: Recipe) -> KLSchedule:
 class MetricsLog:
     """metrics.jsonl plus TensorBoard scalars; silent on ranks other than 0."""
 
-    def __init__(self, run_dir: Path, enabled: bool, tensorboard: bool):
+    def __init__(self, run_dir: Path, enabled: bool, tensorboard: bool, resumed_at: int | None = None):
         self.path = run_dir / METRICS
         self.enabled = enabled
         self.tb = None
         if enabled and tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.tb = SummaryWriter(str(run_dir / "tensorboard"))
+            # purge_step hides the events a crashed run logged after its checkpoint, as the rewind does in metrics.jsonl.
+            purge = None if resumed_at is None else resumed_at + 1
+            self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=purge)
+
+    def durable_size(self) -> int:
+        """Flush metrics.jsonl to disk and return its length, which the next checkpoint records."""
+        if not self.enabled or not self.path.exists():
+            return 0
+        fsync_path(self.path)
+        return self.path.stat().st_size
 
     def write(self, record: dict) -> None:
         if not self.enabled:
@@ -138,6 +153,9 @@ class Progress:
     aggressive: bool = False         # in the aggressive-encoder phase (He et al. 2019)
     aggressive_mi: float | None = None  # validation MI at the last check of that phase
     window: dict = field(default_factory=dict)  # running sums for the next train record
+    last_validation_step: int = -1   # so the end of training validates the last steps exactly once
+    epoch_seconds: float = 0.0       # time in training steps so far this epoch (its timing record)
+    epoch_batches: int = 0           # micro-batches trained so far this epoch, in this and earlier processes
 
     def as_dict(self) -> dict:
         d = dict(self.__dict__)
@@ -146,6 +164,14 @@ class Progress:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Progress":
+        """From trainer_state.json; ``ValueError`` names what does not fit."""
+        types = {f.name: f.type for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - set(types))
+        if unknown:
+            raise ValueError(f"unknown progress keys {unknown}")
+        for key in ("step", "epoch", "batch_in_epoch"):
+            if not isinstance(d.get(key), int) or isinstance(d.get(key), bool) or d[key] < 0:
+                raise ValueError(f"progress.{key} must be an integer >= 0, got {d.get(key)!r}")
         d = dict(d)
         d["best_loss"] = math.inf if d.get("best_loss") is None else d["best_loss"]
         return cls(**d)
@@ -189,7 +215,8 @@ class Trainer:
         self.progress_bar = progress_bar
         self.echo = echo
         self._stop_requested = False
-        self._saved_step: int | None = None
+        self._saved_step: int | None = None   # the step of the last checkpoint written or resumed from
+        self._dirty = False                     # state or metrics changed since that checkpoint
         self.vae = None
 
     def request_stop(self) -> None:
@@ -197,14 +224,62 @@ class Trainer:
 
     # -- set-up ------------------------------------------------------------------------------
     def _check_run_dir(self) -> None:
-        """A new run needs an empty folder; a resumed one a checkpoint. Never touches files."""
+        """A new run needs an empty folder; a resumed one its recipe. Never touches files."""
         if self.resume:
-            if not (self.run_dir / MODEL).exists():
-                raise RunDirError(f"{self.run_dir}: nothing to resume ({MODEL} is missing)")
-        elif self.run_dir.exists() and any(self.run_dir.iterdir()):
+            if not (self.run_dir / RECIPE).is_file():
+                raise RunDirError(f"{self.run_dir}: not a run directory ({RECIPE} is missing)")
+        elif self.run_dir.exists() and (not self.run_dir.is_dir() or any(self.run_dir.iterdir())):
             raise RunDirError(
                 f"{self.run_dir}: folder exists and is not empty; choose another --run-dir or continue it with --resume"
             )
+
+    def _undo_new_run(self, existed: bool) -> None:
+        """A new run that failed before its first checkpoint leaves its folder as it found it
+        (absent, or empty), so the same --run-dir works on the retry."""
+        if not existed:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            return
+        for child in self.run_dir.iterdir() if self.run_dir.is_dir() else []:
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
+
+    def _commit_resume(self, checkpoint: Checkpoint | None) -> None:
+        """Every check of a resume has passed: only now are the run's files changed."""
+        recipe_text = self.recipe.to_toml()
+        if (self.run_dir / RECIPE).read_text(encoding="utf-8") != recipe_text:
+            write_text(self.run_dir / RECIPE, recipe_text)     # the [train] / [eval] overrides
+        remove_temporaries(self.run_dir)
+        if checkpoint is not None:
+            rewind_metrics(self.run_dir / METRICS, checkpoint)
+            return
+        # Killed before its first checkpoint: start over in place, keeping nothing of the first try.
+        for leftover in (METRICS, BEST, EVAL):
+            (self.run_dir / leftover).unlink(missing_ok=True)
+        for folder in ("tensorboard", CHECKPOINTS):
+            shutil.rmtree(self.run_dir / folder, ignore_errors=True)
+
+    def _restore(self, checkpoint: Checkpoint, vae, optimizer, log_event: list) -> Progress:
+        """Weights, optimiser and RNG state from ``checkpoint``; returns where the loop was."""
+        cfg = self.recipe.train
+        load_weights(vae, checkpoint.weights)
+        try:
+            state = Progress.from_dict(checkpoint.progress)
+        except (ValueError, TypeError) as err:
+            raise RunDirError(f"{checkpoint.path}: trainer state does not fit this vaezoo: {err}") from None
+        if checkpoint.optimizer_kind not in (None, cfg.optimizer):
+            # A new optimiser cannot use the old one's moments: it starts fresh, and the run says so.
+            self.echo(f"warning: train.optimizer changed from {checkpoint.optimizer_kind!r} to {cfg.optimizer!r}; "
+                      f"the {cfg.optimizer} state starts fresh at step {state.step}")
+            log_event.append({"split": "event", "step": state.step, "epoch": state.epoch, "event": "optimizer_reset",
+                              "from": checkpoint.optimizer_kind, "to": cfg.optimizer})
+        else:
+            restore_optimizer(optimizer, checkpoint)
+        restore_rng(checkpoint.tensors, checkpoint.rng)
+        # [train] keys may change on resume: the switch can end the phase, or start one that never ran.
+        state.aggressive = cfg.aggressive_encoder and (state.aggressive or state.aggressive_mi is None)
+        return state
 
     def _validate(self, vae, val_loader_fn, device) -> EvalResult:
         cfg = self.recipe.train
@@ -215,7 +290,7 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------
     def fit(self) -> TrainResult:
-        recipe, cfg = self.recipe, self.recipe.train
+        cfg = self.recipe.train
         device = pick_device(cfg.device)
         ctx = init_distributed(device.type)
         if ctx.enabled and device.type == "cuda":
@@ -224,30 +299,39 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         if not ctx.is_main:
             self.echo = lambda msg: None  # one voice under DDP
-        self._check_run_dir()
-        ctx.barrier()  # every rank has looked before rank 0 creates anything
+        try:
+            self._check_run_dir()
+            ctx.barrier()  # every rank has looked before rank 0 creates anything
+            existed = self.run_dir.exists()
+            try:
+                return self._fit(ctx, device)
+            except TrainingDiverged:
+                raise              # its metrics show how it diverged; --resume can start it over
+            except BaseException:
+                if ctx.is_main and not self.resume and self._saved_step is None:
+                    self._undo_new_run(existed)
+                raise
+        finally:
+            ctx.close()
+
+    def _fit(self, ctx, device) -> TrainResult:
+        recipe, cfg = self.recipe, self.recipe.train
+        modality = build_modality(recipe, self.run_dir)
+        if cfg.aggressive_encoder and not modality.uses_latent:
+            raise RecipeError(recipe.source, "[train] aggressive_encoder",
+                              f"true needs a model that uses its latent variable, and this {recipe.modality} "
+                              "model does not; set it to false")
+        checkpoint = read_checkpoint(self.run_dir, self.echo) if self.resume else None   # reads, changes nothing
         if ctx.is_main and not self.resume:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            write_text(self.run_dir / RECIPE, self.recipe.to_toml())
-
-        try:
-            modality = build_modality(recipe, self.run_dir)
-            if cfg.aggressive_encoder and not modality.uses_latent:
-                raise RecipeError(recipe.source, "[train] aggressive_encoder",
-                                  f"true needs a model that uses its latent variable, and this {recipe.modality} "
-                                  "model does not; set it to false")
-            if ctx.is_main and not self.resume:
-                modality.fit(self.run_dir)
-            ctx.barrier()
-            torch.manual_seed(recipe.seed)
-            vae = build_vae(modality).to(device)
-            train_set = modality.dataset("train")
-            val_set = modality.dataset("validation")
-        except BaseException:
-            if ctx.is_main and not self.resume:
-                # The folder was empty or new a moment ago: leave it so, and the same --run-dir works on retry.
-                shutil.rmtree(self.run_dir, ignore_errors=True)
-            raise
+            write_text(self.run_dir / RECIPE, recipe.to_toml())
+        if ctx.is_main and checkpoint is None:
+            modality.fit(self.run_dir)
+        ctx.barrier()
+        torch.manual_seed(recipe.seed)
+        vae = build_vae(modality).to(device)
+        train_set = modality.dataset("train")
+        val_set = modality.dataset("validation")
         self.vae = vae  # visible to on_step callbacks
         optimizer = make_optimizer(parameter_groups(vae), cfg)
         model = DistributedDataParallel(vae) if ctx.enabled else vae
@@ -275,28 +359,34 @@ class Trainer:
         beta_at = kl_schedule(recipe)
 
         state = Progress(aggressive=cfg.aggressive_encoder)
-        if self.resume:
-            load_weights(vae, self.run_dir / MODEL)
-            state = Progress.from_dict(load_trainer_state(self.run_dir, optimizer))
-            # [train] keys may change on resume: the switch can end the phase, or start one that never ran.
-            state.aggressive = cfg.aggressive_encoder and (state.aggressive or state.aggressive_mi is None)
+        events: list[dict] = []
+        if checkpoint is not None:
+            state = self._restore(checkpoint, vae, optimizer, events)
             self._saved_step = state.step
-            if ctx.is_main:
-                truncate_metrics(self.run_dir / METRICS, state.step)
+        if self.resume and ctx.is_main:
+            self._commit_resume(checkpoint)
+        ctx.barrier()
+        if checkpoint is not None:
             self.echo(f"resuming {self.run_dir} at step {state.step} (epoch {state.epoch + 1}, batch {state.batch_in_epoch})")
         else:
+            if self.resume:
+                self.echo(f"{self.run_dir} has no checkpoint yet: starting it over from step 0")
             torch.manual_seed(recipe.seed + ctx.rank)  # distinct noise per rank; weights were seeded alike
 
-        log = MetricsLog(self.run_dir, ctx.is_main, cfg.tensorboard)
+        log = MetricsLog(self.run_dir, ctx.is_main, cfg.tensorboard, resumed_at=state.step if checkpoint else None)
+        for event in events:
+            log.write(event)
         metadata = lambda: weights_metadata(recipe, step=state.step, epoch=state.epoch)
+        self._dirty = bool(events)   # state or metrics changed since the last checkpoint
 
-        def checkpoint() -> None:
+        def checkpoint_now() -> None:
             if not all(bool(torch.isfinite(p).all()) for p in vae.parameters()):
                 self._diverged(state.step, state.epoch, "the weights became non-finite")
             if ctx.is_main:
-                save_weights(vae, self.run_dir / MODEL, metadata())
-                save_trainer_state(self.run_dir, optimizer, state.as_dict())
+                write_checkpoint(self.run_dir, model=vae, metadata=metadata(), optimizer=optimizer,
+                                 optimizer_kind=cfg.optimizer, progress=state.as_dict(), metrics_bytes=log.durable_size())
             self._saved_step = state.step
+            self._dirty = False
 
         def validate() -> bool:
             """Validate, keep the best weights, return True when early stopping says stop."""
@@ -305,6 +395,8 @@ class Trainer:
             log.write({"split": "validation", "step": state.step, "epoch": state.epoch, "loss": loss,
                        "elbo": result.elbo, "reconstruction": result.reconstruction, "kl": result.kl,
                        "active_units": result.active_units, "mutual_information": result.mutual_information})
+            state.last_validation_step = state.step
+            self._dirty = True
             improved = loss < state.best_loss - cfg.early_stopping_min_delta
             if improved:
                 state.best_loss, state.best_step, state.bad_validations = loss, state.step, 0
@@ -347,14 +439,14 @@ class Trainer:
                            mininterval=0.5 if sys.stderr.isatty() else 10, file=sys.stderr)
                 iterator = iter(loader)
                 stop_now = False
-                epoch_seconds, epoch_batches = 0.0, 0   # time in training steps alone, for throughput
                 while state.batch_in_epoch < batches_per_epoch:
                     group = min(cfg.grad_accum, batches_per_epoch - state.batch_in_epoch)
                     tick = time.perf_counter()
                     record = self._step(model, vae, optimizer, iterator, group, state, lr_at, beta_at, device, ctx,
                                         encoder_batches)
-                    epoch_seconds += time.perf_counter() - tick
-                    epoch_batches += group
+                    state.epoch_seconds += time.perf_counter() - tick   # time in training steps alone, for throughput
+                    state.epoch_batches += group
+                    self._dirty = True
                     bar.update(group)
                     # refresh=False: the bar redraws at its own interval, not on every step (CI logs).
                     bar.set_postfix(loss=f"{record['loss']:.3f}", kl=f"{record['kl']:.2f}",
@@ -366,39 +458,41 @@ class Trainer:
                     if validate_now and validate():
                         stop_now = stopped_early = True
                     if validate_now or (cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0):
-                        checkpoint()
+                        checkpoint_now()
                     if ctx.any(self._stop_requested):
                         stop_now = interrupted = True
                     if stop_now or (cfg.max_steps and state.step >= cfg.max_steps):
                         break
                 bar.close()
-                if epoch_batches:
-                    log.write({"split": "timing", "step": state.step, "epoch": state.epoch, "train_seconds": epoch_seconds,
-                               "examples_per_second": epoch_batches * cfg.batch_size * ctx.world_size / max(epoch_seconds, 1e-9)})
                 if interrupted:
-                    checkpoint()
+                    checkpoint_now()
                     break
                 if state.batch_in_epoch >= batches_per_epoch:
+                    self._log_epoch_timing(state, log, cfg.batch_size * ctx.world_size)
                     if not cfg.eval_every and validate():
                         stopped_early = True
                     state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-                    checkpoint()
+                    checkpoint_now()
                 if stopped_early:
                     self.echo(f"early stopping: no improvement in {cfg.early_stopping_patience} validations")
                     break
-            if not interrupted and not stopped_early and state.batch_in_epoch:
-                checkpoint()  # max_steps ended the run mid-epoch
+            if not interrupted:
+                self._log_epoch_timing(state, log, cfg.batch_size * ctx.world_size)  # an epoch cut short
+                if state.window.get("n"):
+                    self._log_window(state, {}, log, every=1)  # the last, shorter window
+                    self._dirty = True
+                if state.step > 0 and state.last_validation_step != state.step:
+                    validate()  # the steps since the last validation count for best.safetensors too
+                if self._dirty:
+                    checkpoint_now()
         except TrainingDiverged as err:
             log.write({"split": "event", "step": state.step, "epoch": state.epoch, "event": "diverged", "message": str(err)})
             log.close()
-            ctx.close()
             raise
         finally:
             if previous_handler is not None:
                 signal.signal(signal.SIGINT, previous_handler)
 
-        if not interrupted and state.window.get("n"):
-            self._log_window(state, {}, log, every=1)  # the last, shorter window
         elapsed = time.perf_counter() - started
         files: list[Path] = []
         result: EvalResult | None = None
@@ -408,9 +502,16 @@ class Trainer:
             self.echo(f"trained {state.step} steps in {elapsed:.1f}s")
             files, result = self._finish(modality, vae, device, log, state)
         log.close()
-        ctx.close()
         return TrainResult(self.run_dir, state.step, state.epoch, stopped_early, interrupted,
                            None if math.isinf(state.best_loss) else state.best_loss, result, files, ctx.is_main)
+
+    @staticmethod
+    def _log_epoch_timing(state: Progress, log: MetricsLog, examples_per_batch: int) -> None:
+        """One record per finished epoch; its time is summed over interruptions (kept in the checkpoint)."""
+        if state.epoch_batches:
+            log.write({"split": "timing", "step": state.step, "epoch": state.epoch, "train_seconds": state.epoch_seconds,
+                       "examples_per_second": state.epoch_batches * examples_per_batch / max(state.epoch_seconds, 1e-9)})
+        state.epoch_seconds, state.epoch_batches = 0.0, 0
 
     def _on_sigint(self, signum, frame) -> None:
         if self._stop_requested:
@@ -531,8 +632,9 @@ class Trainer:
         """Leave something to look at: prior samples, reconstructions, and the eval table."""
         recipe = self.recipe
         best = self.run_dir / BEST
+        weights, weights_step = "last", state.step
         if best.exists():
-            load_weights(vae, best)
+            weights, weights_step = "best", int(load_weights(vae, best).get("step", state.best_step))
         vae.eval()
         files: list[Path] = []
         samples_dir = self.run_dir / "samples"
@@ -547,7 +649,8 @@ class Trainer:
         result = None
         if recipe.eval.at_end:
             result = evaluate_split(modality, vae, recipe.eval.split, device=device, show_progress=self.progress_bar)
-            write_json(self.run_dir / EVAL, {"split": recipe.eval.split, "step": state.step, **result.as_dict()})
+            write_json(self.run_dir / EVAL, {"split": recipe.eval.split, "step": state.step, "weights": weights,
+                                             "weights_step": weights_step, **result.as_dict()})
             log.write({"split": f"eval/{recipe.eval.split}", "step": state.step, "epoch": state.epoch,
                        **{k: v for k, v in result.as_dict().items() if isinstance(v, (int, float)) and v is not None}})
             files.append(self.run_dir / EVAL)

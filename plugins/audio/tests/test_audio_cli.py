@@ -11,6 +11,7 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
+from vaezoo.checkpoints import latest_weights
 from vaezoo.cli import main
 from vaezoo.plugins import get_modality
 from vaezoo.recipes import load_recipe
@@ -44,7 +45,7 @@ def test_the_plugin_is_registered():
 
 def test_train_writes_statistics_samples_and_spectral_metrics(run):
     run_dir, _, output = run
-    for name in ["audio_stats.json", "model.safetensors", "eval.json", "samples/prior.png", "samples/prior-00.wav",
+    for name in ["audio_stats.json", "best.safetensors", "eval.json", "samples/prior.png", "samples/prior-00.wav",
                  "samples/reconstructions.png", "samples/reconstructions-00-input.wav",
                  "samples/reconstructions-00-reconstruction.wav"]:
         assert (run_dir / name).is_file(), name
@@ -93,5 +94,5 @@ def test_resume_replays_the_random_crops_exactly(run, tmp_path):
     Trainer(load_recipe(recipe_path, ["train.epochs=1"]), tmp_path / "split", progress_bar=False, echo=lambda m: None).fit()
     resumed = load_recipe_of_run(tmp_path / "split", ["train.epochs=2"])
     Trainer(resumed, tmp_path / "split", resume=True, progress_bar=False, echo=lambda m: None).fit()
-    a, b = load_file(str(tmp_path / "straight" / "model.safetensors")), load_file(str(tmp_path / "split" / "model.safetensors"))
+    a, b = load_file(str(latest_weights(tmp_path / "straight"))), load_file(str(latest_weights(tmp_path / "split")))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -37,7 +37,7 @@ def test_the_plugin_is_registered():
 
 def test_train_writes_tokenizer_samples_and_perplexity(run):
     run_dir, output = run
-    for name in ["tokenizer.json", "tokenizer_config.json", "model.safetensors", "eval.json",
+    for name in ["tokenizer.json", "tokenizer_config.json", "best.safetensors", "eval.json",
                  "samples/prior.txt", "samples/reconstructions.txt"]:
         assert (run_dir / name).is_file(), name
     assert "perplexity" in output and "IW-NLL (k=5)" in output
