@@ -407,10 +407,16 @@ def rewind_metrics(path: Path, checkpoint: Checkpoint) -> None:
     write_text(path, "".join(json.dumps(record) + "\n" for record in kept))
 
 
+def is_temporary(path: Path) -> bool:
+    """A temporary file or folder of atomic_path or write_checkpoint (``.NAME.*.tmp``)."""
+    return path.name.startswith(".") and path.name.endswith(TEMP_SUFFIX)
+
+
 def remove_temporaries(run_dir: Path) -> None:
-    """Delete the temporary files and folders a killed process left behind (``.NAME.*.tmp``)."""
-    for path in sorted(Path(run_dir).rglob(f".*{TEMP_SUFFIX}"), key=lambda p: len(p.parts), reverse=True):
+    """Delete the temporary files and folders a killed process left behind."""
+    found = [p for p in Path(run_dir).rglob(f".*{TEMP_SUFFIX}") if is_temporary(p)]
+    for path in sorted(found, key=lambda p: len(p.parts)):   # a folder before what is inside it
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
-        else:
+        elif path.exists() or path.is_symlink():
             path.unlink(missing_ok=True)

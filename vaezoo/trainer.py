@@ -33,6 +33,7 @@ from vaezoo.checkpoints import (
     RECIPE,
     Checkpoint,
     fsync_path,
+    is_temporary,
     load_weights,
     read_checkpoint,
     remove_temporaries,
@@ -228,7 +229,7 @@ class Trainer:
         if self.resume:
             if not (self.run_dir / RECIPE).is_file():
                 raise RunDirError(f"{self.run_dir}: not a run directory ({RECIPE} is missing)")
-        elif self.run_dir.exists() and (not self.run_dir.is_dir() or any(self.run_dir.iterdir())):
+        elif self.run_dir.exists() and (not self.run_dir.is_dir() or not all(map(is_temporary, self.run_dir.iterdir()))):
             raise RunDirError(
                 f"{self.run_dir}: folder exists and is not empty; choose another --run-dir or continue it with --resume"
             )
@@ -324,6 +325,7 @@ class Trainer:
         checkpoint = read_checkpoint(self.run_dir, self.echo) if self.resume else None   # reads, changes nothing
         if ctx.is_main and not self.resume:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            remove_temporaries(self.run_dir)   # all a process killed while creating this run left
             write_text(self.run_dir / RECIPE, recipe.to_toml())
         if ctx.is_main and checkpoint is None:
             modality.fit(self.run_dir)
