@@ -11,6 +11,9 @@ by the core's estimators on the same test sentences:
   for the VAE. At the quick size k=50 -> 500 lowered the VAE's by 0.086 nats per sentence.
 - perplexity: exp(IW-NLL total / predicted tokens), EOS included.
 - kl, active_units, mutual_information: the collapse diagnostics (all near 0 for the LM).
+  The MI is over the aggregate posterior of the whole test set (at most 10,000 sentences),
+  so it lies in [0, log N]; mutual_information_bound is that log N. Rows in results/ written
+  before that change averaged a per-batch estimate (which could dip below 0: the LM's -0.125).
 
     .venv/bin/python benchmarks/text_vs_lm.py                          # the recipes' own budget
     .venv/bin/python benchmarks/text_vs_lm.py --epochs 1 --max-steps 300 --test-examples 500
@@ -90,6 +93,7 @@ def train_one(label: str, recipe_path: Path, overrides: list[str], run_dir: Path
         "active_units": e.active_units,
         "latent_dim": len(e.kl_per_dim),
         "mutual_information": e.mutual_information,
+        "mutual_information_bound": e.mutual_information_bound,
         "tokens_per_sentence": e.extra.get("tokens_per_sentence"),
         "run_dir": str(run_dir),
     }

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from vaezoo import VAE, DiagonalGaussian, Gaussian
-from vaezoo.estimators import active_units, evaluate, iw_log_likelihood, mutual_information
+from vaezoo import estimators
+from vaezoo.estimators import EvalResult, active_units, evaluate, iw_log_likelihood, mutual_information
 
 
 class LinearGaussianModel:
@@ -108,15 +109,130 @@ def test_active_units_counts_dimensions_with_varying_means():
 
 
 def test_mutual_information_limits():
+    # The same posterior for every x: z carries no information about x. Every draw's own
+    # density equals the mixture's, so the estimate is 0 (never a negative sampling artefact).
+    for n, seed in [(7, 0), (7, 1), (1024, 2)]:
+        torch.manual_seed(seed)
+        same = DiagonalGaussian(torch.full((n, 32), 0.3), torch.full((n, 32), -0.5))
+        value = mutual_information(same).item()
+        assert 0.0 <= value < 1e-9
+    # Far-apart, sharp posteriors: z identifies x, so I(x; z) reaches log N and never passes it.
     torch.manual_seed(0)
     d = 4
-    # The same posterior for every x: z carries no information about x (only sampling noise remains).
-    same = DiagonalGaussian(torch.zeros(1024, d), torch.zeros(1024, d))
-    assert abs(mutual_information(same).item()) < 0.15
-    # Far-apart, sharp posteriors: z identifies x, so I(x; z) reaches log N.
-    n = 1024
-    apart = DiagonalGaussian(torch.arange(n).float().unsqueeze(1).repeat(1, d) * 10, torch.full((n, d), -6.0))
-    assert mutual_information(apart).item() == pytest.approx(math.log(n), abs=0.15)
+    for n in (7, 1024):
+        apart = DiagonalGaussian(torch.arange(n).float().unsqueeze(1).repeat(1, d) * 10, torch.full((n, d), -6.0))
+        value = mutual_information(apart).item()
+        assert value == pytest.approx(math.log(n), abs=1e-4) and value <= math.log(n) + 1e-6
+
+
+def quadrature_mi_1d(mean: torch.Tensor, logvar: torch.Tensor) -> float:
+    """I(n; z) for a 1-D mixture by the trapezoid rule on a fine grid: sum_n 1/N int q_n log(q_n / q)."""
+    sd = torch.exp(0.5 * logvar.double())
+    grid = torch.linspace(float((mean - 10 * sd).min()), float((mean + 10 * sd).max()), 200_001, dtype=torch.float64)
+    log_qn = torch.distributions.Normal(mean.double().unsqueeze(1), sd.unsqueeze(1)).log_prob(grid)  # [N, G]
+    log_q = torch.logsumexp(log_qn, 0) - math.log(len(mean))
+    integrand = (log_qn.exp() * (log_qn - log_q)).mean(0)
+    return torch.trapezoid(integrand, grid).item()
+
+
+def test_mutual_information_matches_quadrature_for_an_overlapping_mixture():
+    # Five overlapping 1-D posteriors of different widths: I(n; z) is well inside (0, log 5).
+    mean = torch.tensor([[-1.0], [-0.4], [0.0], [0.5], [2.0]])
+    logvar = torch.tensor([[0.0], [-1.0], [-0.5], [-2.0], [0.5]])
+    exact = quadrature_mi_1d(mean[:, 0], logvar[:, 0])
+    assert 0.3 < exact < math.log(5) - 0.3
+    torch.manual_seed(0)
+    many = mutual_information(DiagonalGaussian(mean, logvar), samples=400_000, chunk_elements=64).item()
+    assert many == pytest.approx(exact, abs=0.01)
+    # The default 4096 draws land within a few hundredths of a nat, seed after seed.
+    for seed in range(5):
+        torch.manual_seed(seed)
+        assert mutual_information(DiagonalGaussian(mean, logvar)).item() == pytest.approx(exact, abs=0.05)
+
+
+def test_mutual_information_matches_direct_monte_carlo_in_several_dimensions():
+    # A direct, independent estimate: draw (n, z) pairs, evaluate every log q(z|x_m) with
+    # torch.distributions, and average log q(z|x_n) - log q(z).
+    g = torch.Generator().manual_seed(0)
+    n, d = 12, 3
+    mean, logvar = 0.8 * torch.randn(n, d, generator=g), 0.5 * torch.randn(n, d, generator=g) - 1.0
+    who = torch.randint(0, n, (200_000,), generator=g)
+    z = mean[who] + torch.exp(0.5 * logvar[who]) * torch.randn(len(who), d, generator=g)
+    components = torch.distributions.Independent(torch.distributions.Normal(mean.double(), torch.exp(0.5 * logvar.double())), 1)
+    log_qm = components.log_prob(z.double().unsqueeze(1))                                  # [draws, N]
+    direct = (log_qm.gather(1, who.unsqueeze(1)).squeeze(1) - torch.logsumexp(log_qm, 1) + math.log(n)).mean().item()
+    torch.manual_seed(1)
+    assert mutual_information(DiagonalGaussian(mean, logvar), samples=100_000).item() == pytest.approx(direct, abs=0.01)
+
+
+class FixedPosteriors(nn.Module):
+    """An encoder that returns a stored posterior per example, looked up by batch["i"]."""
+
+    def __init__(self, mean, logvar):
+        super().__init__()
+        self.mean, self.logvar = mean, logvar
+
+    def forward(self, batch):
+        return self.mean[batch["i"]], self.logvar[batch["i"]]
+
+
+class ZeroDecoder(nn.Module):
+    def forward(self, z):
+        return Gaussian(torch.zeros(len(z), 1), 0.0)
+
+
+def fixed_vae(mean, logvar):
+    return VAE(FixedPosteriors(mean, logvar), ZeroDecoder(), mean.shape[1])
+
+
+def index_batches(n, size):
+    return [{"x": torch.zeros(min(size, n - i), 1), "i": torch.arange(i, min(i + size, n))} for i in range(0, n, size)]
+
+
+def test_evaluate_mi_is_over_the_whole_set_not_per_batch():
+    # 64 well-separated posteriors in batches of 8: the old per-batch figure could not pass log 8.
+    n = 64
+    vae = fixed_vae(torch.arange(n).float().unsqueeze(1) * 10, torch.full((n, 1), -6.0))
+    result = evaluate(vae, index_batches(n, 8))
+    assert result.mutual_information == pytest.approx(math.log(n), abs=1e-3)
+    assert result.mutual_information_bound == pytest.approx(math.log(n)) and result.mutual_information_examples == n
+    assert result.as_dict()["mutual_information_bound"] == result.mutual_information_bound  # reaches eval.json
+
+
+def test_evaluate_mi_of_seven_examples_lies_between_0_and_log_7():
+    g = torch.Generator().manual_seed(0)
+    overlapping = fixed_vae(0.5 * torch.randn(7, 16, generator=g), torch.full((7, 16), -0.5))
+    collapsed = fixed_vae(torch.zeros(7, 16), torch.zeros(7, 16))
+    result = evaluate(overlapping, index_batches(7, 3))
+    assert 0.3 < result.mutual_information < math.log(7)
+    assert evaluate(overlapping, index_batches(7, 3)).mutual_information == result.mutual_information  # seeded
+    assert result.mutual_information_bound == pytest.approx(math.log(7))
+    assert dict(result.table())["mutual information"] == f"{result.mutual_information:.4f} (at most log N = 1.95)"
+    assert 0.0 <= evaluate(collapsed, index_batches(7, 3)).mutual_information < 1e-9  # z says nothing: 0, not below
+
+
+def test_evaluate_mi_uses_at_most_the_first_mi_max_examples(monkeypatch):
+    monkeypatch.setattr(estimators, "MI_MAX_EXAMPLES", 50)
+    n = 120
+    vae = fixed_vae(torch.arange(n).float().unsqueeze(1) * 10, torch.full((n, 1), -6.0))
+    result = evaluate(vae, index_batches(n, 32))
+    assert result.n_examples == n and result.mutual_information_examples == 50
+    assert result.mutual_information == pytest.approx(math.log(50), abs=1e-3)
+    assert dict(result.table())["mutual information"] == (
+        f"{result.mutual_information:.4f} (at most log N = 3.91 over the first 50 examples: "
+        "saturated: z tells these examples apart)")
+
+
+def test_mutual_information_row_names_its_ceiling():
+    def row(mi, bound, examples=7, n=7):
+        result = EvalResult(n_examples=n, elbo=0.0, reconstruction=0.0, kl=0.0, iw_nll=None, iw_samples=0, active_units=0,
+                            mutual_information=mi, mutual_information_bound=bound, mutual_information_examples=examples)
+        return dict(result.table())["mutual information"]
+
+    log7 = math.log(7)
+    assert row(1.93, log7) == "1.9300 (at most log N = 1.95: evaluate more examples for a meaningful figure)"
+    assert row(0.9 * log7 - 0.001, log7) == f"{0.9 * log7 - 0.001:.4f} (at most log N = 1.95)"
+    assert row(1.2, None, None) == "1.2000"  # an eval.json from before the bound was recorded
 
 
 def test_evaluate_reports_every_figure(linear_gaussian):

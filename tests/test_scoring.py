@@ -11,7 +11,7 @@ from sklearn.metrics import roc_auc_score
 
 from vaezoo.cli import main
 from vaezoo.errors import InputError
-from vaezoo.scoring import read_labels, roc_auc
+from vaezoo.scoring import input_batches, read_labels, roc_auc
 from tiny_modality import make_points
 
 
@@ -119,3 +119,36 @@ def test_score_mistakes_are_one_line(ring_run, tmp_path):
     result = cli("score", ring_run, "0,0,0,0,0,0", "--labels", labels)
     assert result.exit_code == 2 and "needs anomalous and normal inputs" in result.output
     assert "Traceback" not in result.output
+
+
+class RowsPerItem:
+    """A stand-in modality whose inputs are "NAME=ROWS": load_inputs gives ROWS rows per item."""
+
+    name = "rows"
+
+    def __init__(self):
+        self.calls = []
+
+    def load_inputs(self, items):
+        self.calls.append(list(items))
+        values = [float(len(self.calls) * 100 + i) for i, item in enumerate(items) for _ in range(int(item.split("=")[1]))]
+        return {"x": torch.tensor(values).unsqueeze(1)}
+
+
+def test_one_row_per_item_keeps_the_names_and_loads_each_chunk_once():
+    modality, names = RowsPerItem(), []
+    batches = list(input_batches(modality, [f"i{n}=1" for n in range(5)], 2, names))
+    assert names == [f"i{n}=1" for n in range(5)]
+    assert [len(b["x"]) for b in batches] == [2, 2, 1]
+    assert modality.calls == [["i0=1", "i1=1"], ["i2=1", "i3=1"], ["i4=1"]]  # batched, never item by item
+
+
+def test_items_with_several_rows_are_named_item_index():
+    modality, names = RowsPerItem(), []
+    batches = list(input_batches(modality, ["a=3", "b=1", "c=2"], 4, names))
+    assert names == ["a=3:0", "a=3:1", "a=3:2", "b=1", "c=2:0", "c=2:1"]
+    # the combined batch is scored (in pieces of at most 4 rows); items were loaded alone only to count
+    assert [len(b["x"]) for b in batches] == [4, 2]
+    assert modality.calls == [["a=3", "b=1", "c=2"], ["a=3"], ["b=1"], ["c=2"]]
+    with pytest.raises(InputError, match="e=0: holds nothing to score"):
+        list(input_batches(RowsPerItem(), ["d=3", "e=0"], 4, []))

@@ -300,14 +300,17 @@ def _read_checkpoint_folder(folder: Path) -> Checkpoint:
     missing = [name for name in (MODEL, STATE_TENSORS, STATE_JSON) if not (folder / name).is_file()]
     if missing:
         raise _Incomplete(f"{', '.join(missing)} missing")
-    try:
-        info = json.loads((folder / STATE_JSON).read_text(encoding="utf-8"))
-        tensors = load_file(str(folder / STATE_TENSORS))
-        tensor_step = read_metadata(folder / STATE_TENSORS).get("step")
-        model_step = read_metadata(folder / MODEL).get("step")
-        load_file(str(folder / MODEL))  # reads every byte: a damaged file fails here, before anything is applied
-    except (OSError, ValueError, SafetensorError) as err:
-        raise _Incomplete(f"unreadable: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+    def read(name: str, how: Callable[[Path], Any]) -> Any:
+        try:
+            return how(folder / name)
+        except (OSError, ValueError, SafetensorError) as err:
+            raise _Incomplete(f"{name} is unreadable: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+
+    info = read(STATE_JSON, lambda path: json.loads(path.read_text(encoding="utf-8")))
+    tensors = read(STATE_TENSORS, lambda path: load_file(str(path)))
+    tensor_step = read(STATE_TENSORS, read_metadata).get("step")
+    model_step = read(MODEL, read_metadata).get("step")
+    read(MODEL, lambda path: load_file(str(path)))   # every byte: a damaged file fails here, before anything is applied
     problem = _state_structure_problem(info, tensors)
     if problem:
         raise _Incomplete(f"{STATE_JSON}: {problem}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -16,14 +17,29 @@ from vaezoo.checkpoints import EVAL, atomic_path, write_json
 from vaezoo.data import first_examples
 from vaezoo.errors import InputError, VaezooError
 
+class FiniteFloatRange(click.FloatRange):
+    """A FloatRange that also refuses nan and inf (nan passes every comparison of a range check)."""
+
+    name = "finite float range"
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
 RUN = click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 SET = click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
-                   help="Override a recipe key (repeatable), e.g. --set train.lr=3e-4.")
+                   help="Override a recipe key (repeatable), e.g. --set train.lr=3e-4; "
+                        "--set data.labels= (nothing after =) unsets a key, so its default applies.")
 WEIGHTS = click.option("--weights", type=click.Choice(["best", "last"]), default="best", show_default=True,
                        help="Best-validation or latest weights.")
 DEVICE = click.option("--device", default="auto", show_default=True, help="'auto', 'cpu', 'cuda' or 'cuda:N'.")
 SEED = click.option("--seed", type=int, default=0, show_default=True,
                     help="Seeds every random draw, so the same command writes the same files.")
+# Commands that walk a split set vaezoo.progress.progress_bars(not no_progress) around that walk.
+NO_PROGRESS = click.option("--no-progress", is_flag=True, help="No progress bar.")
 
 
 def opens_a_run(command):
@@ -133,7 +149,7 @@ def train(recipe: str | None, overrides, run_dir: Path | None, resume: Path | No
 @main.command()
 @RUN
 @click.option("-n", "--n", "count", type=click.IntRange(1), default=64, show_default=True, help="How many samples.")
-@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+@click.option("--temperature", type=FiniteFloatRange(min=0, min_open=True), default=1.0, show_default=True,
               help="Scale of the prior's standard deviation.")
 @SEED
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder (default: RUN_DIR/samples).")
@@ -215,18 +231,22 @@ def _print_table(rows) -> None:
 @click.option("--max-examples", type=click.IntRange(1), help="Evaluate at most this many examples.")
 @click.option("--batch-size", type=click.IntRange(1), help="Examples per batch.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the results here (default: RUN_DIR/eval.json).")
+@NO_PROGRESS
 @opens_a_run
-def eval_(run_dir: Path, split: str | None, iw_samples, max_examples, batch_size, json_path, weights: str, overrides, device: str) -> None:
+def eval_(run_dir: Path, split: str | None, iw_samples, max_examples, batch_size, json_path, no_progress: bool, weights: str,
+          overrides, device: str) -> None:
     """ELBO, importance-weighted NLL, KL, active units and mutual information of a split.
 
     Prints a table and writes the same numbers as JSON (with the KL of every latent dimension).
     """
+    from vaezoo.progress import progress_bars
     from vaezoo.trainer import evaluate_split
 
     run = _open(run_dir, weights, overrides, device)
     split = split or run.recipe.eval.split
-    result = evaluate_split(run.modality, run.vae, split, device=run.device, iw_samples=iw_samples,
-                            max_examples=max_examples, batch_size=batch_size)
+    with progress_bars(not no_progress):
+        result = evaluate_split(run.modality, run.vae, split, device=run.device, iw_samples=iw_samples,
+                                max_examples=max_examples, batch_size=batch_size)
     _print_table([("split", split), ("weights", weights)] + result.table())
     path = json_path or run.path / EVAL
     write_json(path, {"split": split, "weights": weights, **result.as_dict()})
@@ -239,21 +259,25 @@ def eval_(run_dir: Path, split: str | None, iw_samples, max_examples, batch_size
 @click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True)
 @click.option("--max-examples", type=click.IntRange(1), help="Encode at most this many examples of the split.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Output file (default: RUN_DIR/latents-SPLIT.safetensors).")
+@NO_PROGRESS
 @opens_a_run
-def encode(run_dir: Path, inputs, split: str, max_examples, out: Path | None, weights: str, overrides, device: str) -> None:
+def encode(run_dir: Path, inputs, split: str, max_examples, out: Path | None, no_progress: bool, weights: str, overrides,
+           device: str) -> None:
     """Write posterior means and log-variances of INPUTS or a split to a safetensors file.
 
     Tensors: "mean" and "logvar" [N, D], and any integer "label" the batches carry.
     """
     from vaezoo.latents import encode_batches, encode_split
+    from vaezoo.progress import progress_bars
 
     run = _open(run_dir, weights, overrides, device)
-    if inputs:
-        latents = encode_batches(run.vae, [run.modality.load_inputs(list(inputs))], run.device)
-        default = run.path / "latents-inputs.safetensors"
-    else:
-        latents = encode_split(run, split, max_examples)
-        default = run.path / f"latents-{split}.safetensors"
+    with progress_bars(not no_progress):
+        if inputs:
+            latents = encode_batches(run.vae, [run.modality.load_inputs(list(inputs))], run.device)
+            default = run.path / "latents-inputs.safetensors"
+        else:
+            latents = encode_split(run, split, max_examples)
+            default = run.path / f"latents-{split}.safetensors"
     tensors = {"mean": latents.mean, "logvar": latents.logvar}
     if latents.label is not None:
         tensors["label"] = latents.label
@@ -275,20 +299,23 @@ def encode(run_dir: Path, inputs, split: str, max_examples, out: Path | None, we
               help="Map at most this many examples of the split (0 = all).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder (default: RUN_DIR/latent-map).")
 @SEED
+@NO_PROGRESS
 @opens_a_run
 def latent_map(run_dir: Path, split: str, method: str, color_by, clusters, max_examples: int, out: Path | None,
-               seed: int, weights: str, overrides, device: str) -> None:
+               seed: int, no_progress: bool, weights: str, overrides, device: str) -> None:
     """Draw the posterior means of a split in 2-D, coloured by label, and cluster them.
 
     Writes SPLIT-METHOD.png (the scatter), .csv (the plotted points) and .json. k-means runs on
     the full-dimensional means; with labels it prints the adjusted Rand index against them.
     """
     from vaezoo.latent_map import make_latent_map
+    from vaezoo.progress import progress_bars
 
     run = _open(run_dir, weights, overrides, device)
-    result, files = make_latent_map(run, split=split, method=method, color_by=color_by, clusters=clusters,
-                                    max_examples=max_examples or None, out_dir=out, seed=seed,
-                                    echo=lambda msg: click.echo(msg, err=True))
+    with progress_bars(not no_progress):
+        result, files = make_latent_map(run, split=split, method=method, color_by=color_by, clusters=clusters,
+                                        max_examples=max_examples or None, out_dir=out, seed=seed,
+                                        echo=lambda msg: click.echo(msg, err=True))
     if result.adjusted_rand_index is not None:
         click.echo(f"k-means ({result.clusters} clusters) vs labels: adjusted Rand index {result.adjusted_rand_index:.4f}")
     _echo_files(files)
@@ -303,22 +330,30 @@ def latent_map(run_dir: Path, split: str, method: str, color_by, clusters, max_e
               help="Split scored when no INPUTS are given; its inputs are named SPLIT:INDEX.")
 @click.option("--max-examples", type=click.IntRange(1), help="Score at most this many examples of the split.")
 @click.option("--labels", "labels_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="CSV with the header input,label (1 = anomalous, 0 = normal): print and save the ROC AUC.")
+              help="CSV with the header input,label (1 = anomalous, 0 = normal; the rows of an input that "
+                   "holds several as INPUT:0, INPUT:1 ...): print and save the ROC AUC.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Scores CSV (default: RUN_DIR/scores.csv).")
 @SEED
+@NO_PROGRESS
 @opens_a_run
 def score(run_dir: Path, inputs, k: int, split: str, max_examples, labels_path: Path | None, out: Path | None,
-          seed: int, weights: str, overrides, device: str) -> None:
+          seed: int, no_progress: bool, weights: str, overrides, device: str) -> None:
     """Anomaly score of INPUTS or of a split: higher means less likely under the model.
 
-    Writes a CSV (input, score in nats). With --labels also the ROC AUC of telling the
-    anomalous inputs from the normal ones, beside the CSV as .json.
+    Writes a CSV (input, score in nats). An input that holds several rows (a CSV table for
+    the tabular modality) gets a score per row, named INPUT:0, INPUT:1 ...; --labels names
+    them the same way. With --labels also the ROC AUC of telling the anomalous inputs from
+    the normal ones, beside the CSV as .json.
     """
+    from vaezoo.progress import progress_bars
     from vaezoo.scoring import save_scores, score_run
 
     run = _open(run_dir, weights, overrides, device)
-    result = score_run(run, inputs, split=split, k=k, max_examples=max_examples, seed=seed, labels_path=labels_path)
-    click.echo(f"scored {len(result.names)} inputs by {result.kind}")
+    with progress_bars(not no_progress):
+        result = score_run(run, inputs, split=split, k=k, max_examples=max_examples, seed=seed, labels_path=labels_path)
+    rows = len(result.names)
+    of_inputs = f" rows of {len(inputs)} inputs" if inputs and rows != len(inputs) else " inputs"
+    click.echo(f"scored {rows}{of_inputs} by {result.kind}")
     if result.roc_auc is not None:
         click.echo(f"ROC AUC {result.roc_auc:.4f} ({result.anomalous} anomalous, {len(result.names) - result.anomalous} normal)")
     _echo_files(save_scores(result, out or run.path / "scores.csv", labels_path))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from pathlib import Path
@@ -77,19 +78,20 @@ def _describe(tp: Any) -> str:
 
 
 class _Invalid(Exception):
-    pass
+    """A value that does not fit its field; the message, when given, says why better than the type."""
 
 
 def _coerce(value: Any, tp: Any, key: str, ctx: "_Context") -> Any:
     origin = typing.get_origin(tp)
     if origin in (types.UnionType, typing.Union):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
+        reasons = []
         for arg in args:
             try:
                 return _coerce(value, arg, key, ctx)
-            except _Invalid:
-                continue
-        raise _Invalid
+            except _Invalid as err:
+                reasons += [str(err)] if str(err) else []
+        raise _Invalid(reasons[0] if len(reasons) == 1 else "")
     if origin is Literal:
         if value in typing.get_args(tp) and type(value) is not bool:
             return value
@@ -98,7 +100,10 @@ def _coerce(value: Any, tp: Any, key: str, ctx: "_Context") -> Any:
         if not isinstance(value, list):
             raise _Invalid
         (item_type, *_) = typing.get_args(tp)
-        return [_coerce(v, item_type, key, ctx) for v in value]
+        try:
+            return [_coerce(v, item_type, key, ctx) for v in value]
+        except _Invalid as err:
+            raise _Invalid(f"{err} in the list" if str(err) else "") from None
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise _Invalid
@@ -114,6 +119,8 @@ def _coerce(value: Any, tp: Any, key: str, ctx: "_Context") -> Any:
         raise _Invalid
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):  # TOML writes nan and inf; no option means either
+                raise _Invalid(f"expected a finite number, got {value!r}")
             return float(value)
         raise _Invalid
     if tp is str:
@@ -182,21 +189,22 @@ def parse_section(
     values = {}
     for name, f in fields.items():
         dotted = f"{section}.{name}"
+        where = "--set" if dotted in ctx.cli_keys else source   # a bad value is blamed where it was written
         if name not in table:
             if f.default is _MISSING and f.default_factory is _MISSING:
                 raise RecipeError(source, f"[{section}] {name}", f"is required ({_describe(hints[name])}): {f.metadata.get('help', '')}".rstrip(": "))
             continue
         try:
             value = _coerce(table[name], hints[name], dotted, ctx)
-        except _Invalid:
+        except _Invalid as err:
             raise RecipeError(
-                source, f"[{section}] {name}", f"expected {_describe(hints[name])}, got {table[name]!r}"
+                where, f"[{section}] {name}", str(err) or f"expected {_describe(hints[name])}, got {table[name]!r}"
             ) from None
         problem = _check_range(value, f.metadata)
         if problem:
-            raise RecipeError(source, f"[{section}] {name}", problem)
+            raise RecipeError(where, f"[{section}] {name}", problem)
         if ctx.check_paths and f.metadata.get("must_exist") and isinstance(value, Path) and not value.exists():
-            raise RecipeError(source, f"[{section}] {name}", f"path does not exist: {value}")
+            raise RecipeError(where, f"[{section}] {name}", f"path does not exist: {value}")
         values[name] = value
     instance = cls(**values)
     check = getattr(instance, "check", None)

@@ -50,10 +50,15 @@ def _inspect(name: str, target: str, dist: str | None, version: str | None, load
     info = PluginInfo(name, target, dist, version, None, None, "broken")
     try:
         obj = loader()
-    except Exception as err:  # a plugin may fail in any way; report it, never crash discovery
+    except KeyboardInterrupt:
+        raise
+    except BaseException as err:  # a plugin may fail in any way (even sys.exit()); report it, never crash discovery
         info.error = _first_line(err)
         info.status_text = "failed to import"
-        spec = importlib.util.find_spec(target.split(":")[0].split(".")[0]) if "." in target or ":" in target else None
+        try:
+            spec = importlib.util.find_spec(target.split(":")[0].split(".")[0]) if "." in target or ":" in target else None
+        except (ImportError, ValueError):
+            spec = None
         info.location = getattr(spec, "origin", None) if spec else None
         return info
     module = sys.modules.get(getattr(obj, "__module__", ""), None)

@@ -10,7 +10,9 @@
     [data], [model], ...                          (the modality's own sections)
 
 ``--set section.key=value`` overrides any key; the value is read as a TOML value, and a
-bare word that is not valid TOML is taken as a string. Relative paths in a recipe file are
+bare word that is not valid TOML is taken as a string. ``--set section.key=`` (nothing after
+the ``=``) unsets the key, so its default applies: for an optional key such as a labels
+file, that is "none". Relative paths in a recipe file are
 relative to that file; relative paths given with ``--set`` are relative to the shell.
 """
 
@@ -167,6 +169,9 @@ def apply_overrides(raw: dict, overrides: Sequence[str]) -> tuple[dict, set[str]
             if not isinstance(node, dict):
                 raise RecipeError("--set", dotted, f"{part!r} is a value, not a table")
             table = node
+        if not text.strip():
+            table.pop(leaf, None)    # "key=" unsets the key: its default applies (None for an optional path)
+            continue
         table[leaf] = parse_value(text.strip())
         keys.add(dotted)
     return raw, keys

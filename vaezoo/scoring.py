@@ -6,8 +6,14 @@ The score is in nats, higher for inputs the model finds less likely:
 - k > 1: -log p(x) estimated by importance weighting with k posterior samples (Burda et al.
   2016), a tighter and steadier score that costs k decodings per input.
 
-Label files are CSV with the header ``input,label``: one row per scored input, label 1 for
-anomalous and 0 for normal. Inputs of a split are named ``SPLIT:INDEX`` (``test:0`` ...).
+Every row the inputs hold gets a score and a name. An input that gives one row (an image, a
+sentence) is named as given; a plugin's ``load_inputs`` may read several rows from one input
+(the tabular plugin reads a whole CSV table per file), and then they are named ``ITEM:INDEX``,
+0-based (``table.csv:0``, ``table.csv:1`` ...). Inputs of a split are named ``SPLIT:INDEX``
+(``test:0`` ...).
+
+Label files are CSV with the header ``input,label``: one row per scored name, label 1 for
+anomalous and 0 for normal (so a table's rows are labelled ``table.csv:0``, ``table.csv:1`` ...).
 """
 
 from __future__ import annotations
@@ -19,9 +25,9 @@ from typing import Iterable, Sequence
 
 import torch
 
-from vaezoo.batches import Batch, to_device
+from vaezoo.batches import Batch, batch_size, slice_batch, to_device
 from vaezoo.checkpoints import atomic_path, write_json
-from vaezoo.errors import InputError
+from vaezoo.errors import InputError, VaezooError
 from vaezoo.estimators import evaluation_mode, iw_log_likelihood
 from vaezoo.objectives import elbo_objective
 from vaezoo.progress import progress
@@ -90,12 +96,51 @@ def read_labels(path: Path) -> dict[str, int]:
     return labels
 
 
-def labels_for(names: Sequence[str], table: dict[str, int], path: Path) -> torch.Tensor:
+ROWS_HINT = " (an input holding several rows is labelled per row: INPUT:0, INPUT:1 ...)"
+
+
+def labels_for(names: Sequence[str], table: dict[str, int], path: Path, hint: str = "") -> torch.Tensor:
     missing = [n for n in names if n not in table]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise InputError(f"{path}: no label for input {missing[0]!r}{more}; every scored input needs a row")
+        raise InputError(f"{path}: no label for input {missing[0]!r}{more}; every scored input needs a row{hint}")
     return torch.tensor([table[n] for n in names])
+
+
+def row_names(modality, items: Sequence[str], rows: int) -> list[str]:
+    """Names of the ``rows`` rows that ``load_inputs(items)`` gave, when that is not one per item.
+
+    Loads the items one at a time to learn how many rows each gives (the rows of a batch
+    follow the items in order): an item with one row keeps its name, the rows of an item
+    with several are ``ITEM:0``, ``ITEM:1`` ...
+    """
+    names: list[str] = []
+    for item in items:
+        count = batch_size(modality.load_inputs([item]))
+        if count == 0:
+            raise InputError(f"{item}: holds nothing to score (the {modality.name!r} modality read no rows from it)")
+        names += [item] if count == 1 else [f"{item}:{i}" for i in range(count)]
+    if len(names) != rows:
+        raise VaezooError(f"the {modality.name!r} modality's load_inputs gave {rows} rows for {len(items)} inputs "
+                          f"together but {len(names)} one at a time; its rows must follow the inputs in order")
+    return names
+
+
+def input_batches(modality, items: Sequence[str], size: int, names: list[str]) -> Iterable[Batch]:
+    """Batches of at most ``size`` rows read from ``items``, ``size`` items at a time; appends
+    the name of every row yielded to ``names`` (complete once the batches are exhausted).
+
+    Every item must give at least one row: a chunk with as many rows as items is taken as
+    one row per item without loading them one by one."""
+    for start in range(0, len(items), size):
+        chunk = list(items[start : start + size])
+        batch = modality.load_inputs(chunk)
+        rows = batch_size(batch)
+        # One row per item (images, sentences): the items name the rows, and nothing is read twice.
+        names += chunk if rows == len(chunk) else row_names(modality, chunk, rows)
+        # A table of many rows is scored in batches of the usual size, not all at once.
+        for first in range(0, rows, size):
+            yield batch if rows <= size else slice_batch(batch, slice(first, first + size))
 
 
 def write_scores(path: Path, names: Sequence[str], scores: torch.Tensor) -> Path:
@@ -134,29 +179,31 @@ def save_scores(result: ScoreResult, path: Path, labels_path: Path | None = None
 
 def score_run(run, inputs: Sequence[str], *, split: str = "test", k: int = 0, max_examples: int | None = None,
               seed: int = 0, labels_path: Path | None = None) -> ScoreResult:
-    """Score INPUTS (read by the plugin's ``load_inputs``, a batch at a time) or a split."""
+    """Score every row of INPUTS (read by the plugin's ``load_inputs``, a batch at a time) or of a split."""
     from vaezoo.data import batches_in, split_batches
 
     size = run.recipe.eval.batch_size
+    # Labels are read before the slow part, so a bad label file fails fast.
+    table = read_labels(labels_path) if labels_path is not None else None
     if inputs:
-        names = list(inputs)
-        chunks = [names[i : i + size] for i in range(0, len(names), size)]
-        batches = (run.modality.load_inputs(chunk) for chunk in chunks)
-        total = len(chunks)
+        items = list(inputs)
+        if table is not None:
+            # Each input needs a label as ITEM, or as ITEM:0 when it holds several rows; the
+            # full match waits for the row names, known only once the inputs are read.
+            labels_for([item for item in items if f"{item}:0" not in table], table, labels_path, ROWS_HINT)
+        names: list[str] = []  # filled by input_batches while anomaly_scores reads them
+        batches = input_batches(run.modality, items, size, names)
+        total = None  # how many batches depends on the rows each input holds
     else:
         batches = split_batches(run.modality, split, size, max_examples)
         total = batches_in(run.modality, split, size, max_examples)
-    # Labels are read (and, for INPUTS, matched) before the slow part, so a bad label file fails fast.
-    table = read_labels(labels_path) if labels_path is not None else None
-    anomalous = labels_for(names, table, labels_path) if table is not None and inputs else None
     scores = anomaly_scores(run.vae, batches, run.device, k=k, chunk_size=run.recipe.eval.chunk_size, seed=seed,
                             total=total)
     if not inputs:
         names = [f"{split}:{i}" for i in range(len(scores))]
     result = ScoreResult(names, scores, k)
     if table is not None:
-        if anomalous is None:  # a split: its names exist only now
-            anomalous = labels_for(names, table, labels_path)
+        anomalous = labels_for(names, table, labels_path, ROWS_HINT if inputs else "")
         try:
             result.roc_auc = roc_auc(scores, anomalous)
         except ValueError as err:

@@ -167,3 +167,43 @@ def test_shipped_recipe_is_listed_and_trains_by_name(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "run" / "recipe.toml").read_text().count('name = "tabular-health"') == 1
     assert read_table(tmp_path / "run" / "samples" / "reconstructions.csv").columns[:2] == ["age", "sex"]
+
+
+def test_score_gives_every_row_of_a_table_its_own_score_and_name(trained, tmp_path):
+    # A table of five rows, the middle one far off the training data (weight is about 2 * size
+    # there), and a table of one row: five names FILE:INDEX, then one plain name.
+    root, _ = trained
+    rows = ["r0,0.10,red,0.25,1", "r1,-0.50,blue,-1.10,2", "r2,3.00,red,-20.00,2", "r3,0.80,red,1.50,3",
+            "r4,-1.20,blue,-2.30,1"]
+    several = tmp_path / "several.csv"
+    several.write_text("id,size,colour,weight,grade\n" + "\n".join(rows) + "\n")
+    one = tmp_path / "one.csv"
+    one.write_text("id,size,colour,weight,grade\nr9,0.20,red,0.35,2\n")
+    names = [f"{several}:{i}" for i in range(5)] + [str(one)]
+    labels = tmp_path / "labels.csv"
+    labels.write_text("input,label\n" + "".join(f"{n},{int(i == 2)}\n" for i, n in enumerate(names)))
+    # eval.batch_size=4: the five rows are scored in two batches, still one score each
+    for batch in ("100", "4"):
+        out = tmp_path / f"scores-{batch}.csv"
+        result = CliRunner().invoke(main, ["score", str(root / "run"), str(several), str(one), "--labels", str(labels),
+                                           "--out", str(out), "--no-progress", "--set", f"eval.batch_size={batch}"])
+        assert result.exit_code == 0, result.output
+        assert "scored 6 rows of 2 inputs by -ELBO" in result.output
+        scored = [line.split(",") for line in out.read_text().splitlines()[1:]]
+        assert [name for name, _ in scored] == names
+        scores = [float(s) for _, s in scored]
+        assert scores.index(max(scores)) == 2  # row 2 of the table, where it was put
+        assert json.loads(out.with_suffix(".json").read_text())["roc_auc"] == 1.0
+        assert "ROC AUC 1.0000 (1 anomalous, 5 normal)" in result.output
+
+
+def test_score_labels_must_name_the_rows_of_a_table(trained, tmp_path):
+    root, table = trained
+    labels = tmp_path / "labels.csv"
+    labels.write_text(f"input,label\n{table},1\n")   # the file, not its rows
+    result = CliRunner().invoke(main, ["score", str(root / "run"), str(table), "--labels", str(labels), "--no-progress"])
+    assert result.exit_code == 2 and result.output.count("\n") == 1 and "Traceback" not in result.output
+    assert f"{labels}: no label for input '{table}:0' (and 79 more); every scored input needs a row" in result.output
+    labels.write_text("input,label\nother.csv,1\n")  # nothing for the table at all: refused before scoring
+    result = CliRunner().invoke(main, ["score", str(root / "run"), str(table), "--labels", str(labels), "--no-progress"])
+    assert result.exit_code == 2 and f"no label for input '{table}'" in result.output
