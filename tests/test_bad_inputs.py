@@ -221,3 +221,57 @@ def test_weights_of_another_shape_name_the_first_mismatching_tensor(run):
     refused(result, "weights do not fit the model: tensor 'decoder.net.0.weight' has shape [16, 2] in the file, "
                     "but the model built from recipe.toml needs [16, 3]")
     assert digest(run) == before
+
+
+# -- outputs that cannot be written --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [
+    ["sample", "{run}", "--out", "{file}/sub"],
+    ["reconstruct", "{run}", "--out", "{file}/sub"],
+    ["interpolate", "{run}", "--out", "{file}/deeper/sub"],
+    ["eval", "{run}", "--json", "{file}/eval.json"],
+    ["encode", "{run}", "--out", "{file}/z.safetensors"],
+    ["latent-map", "{run}", "--out", "{file}"],
+    ["score", "{run}", "--out", "{file}/scores.csv"],
+    ["report", "{run}", "--out", "{file}/report.html"],
+    ["eval", "{run}", "--json", "{run}"],
+    ["train", "{recipe}", "--run-dir", "{file}"],
+], ids=lambda c: " ".join(c[:1] + c[2:3]))
+def test_outputs_that_cannot_be_written_are_refused_before_any_work(run, recipe, tmp_path, command):
+    file = tmp_path / "notes.txt"
+    file.write_text("a regular file")
+    before = digest(run)
+    args = [a.format(run=run, file=file, recipe=recipe) for a in command]
+    refused(cli(*args), args[2])
+    assert digest(run) == before and file.read_text() == "a regular file"
+
+
+# -- runs written by vaezoo 0.1 ------------------------------------------------------------------
+
+
+def test_a_run_in_the_0_1_layout_opens_and_resumes(run, tmp_path):
+    """0.1 kept one checkpoint's files at the top of the run directory, without the length of
+    metrics.jsonl or the optimiser's kind; such a run still samples and resumes exactly."""
+    folder = latest_weights(run).parent
+    for piece in folder.iterdir():
+        piece.rename(run / piece.name)
+    shutil.rmtree(run / "checkpoints")
+    state = json.loads((run / "trainer_state.json").read_text())
+    del state["metrics_bytes"], state["optimizer"]["kind"]
+    for key in ("last_validation_step", "epoch_seconds", "epoch_batches"):
+        del state["progress"][key]
+    (run / "trainer_state.json").write_text(json.dumps(state))
+    assert latest_weights(run) == run / "model.safetensors"
+    assert cli("sample", run, "--weights", "last", "--n", 3, "--out", tmp_path / "s").exit_code == 0
+
+    result = cli("train", "--resume", run, "--set", "train.epochs=2", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert f"resuming {run} at step 8" in result.output
+    assert not (run / "model.safetensors").exists() and not (run / "trainer_state.json").exists()
+    straight = tmp_path / "straight"
+    assert cli("train", run / "recipe.toml", "--run-dir", straight, "--no-progress").exit_code == 0
+    a, b = load_file(str(latest_weights(run))), load_file(str(latest_weights(straight)))
+    assert all((a[k] == b[k]).all() for k in a)
+    train = lambda r: [json.loads(x) for x in (r / "metrics.jsonl").read_text().splitlines() if '"train"' in x]
+    assert train(run) == train(straight)

@@ -134,3 +134,21 @@ def test_extra_metrics_see_exactly_the_evaluated_examples(tiny_recipe, tmp_path,
                             show_progress=False)
     expected = len(modality.dataset("test")) if limit is None else limit
     assert result.n_examples == expected and result.extra["rows"] == expected
+
+
+@pytest.mark.parametrize("options, validated", [
+    (["train.eval_every=5"], [5, 10, 15, 20, 24]),                  # 5 does not divide 24 steps
+    (["train.max_steps=13"], [8, 13]),                              # stopped mid-epoch
+    (["train.eval_every=4", "train.max_steps=12"], [4, 8, 12]),     # already validated: not twice
+])
+def test_the_last_step_is_always_validated(tiny_recipe, tmp_path, options, validated):
+    from safetensors import safe_open
+
+    result, lines = train(tiny_recipe, tmp_path / "run", *options, "eval.at_end=true", "eval.iw_samples=0")
+    validations = split(lines, "validation")
+    assert [r["step"] for r in validations] == validated
+    best = min(validations, key=lambda r: r["loss"])
+    with safe_open(str(tmp_path / "run" / "best.safetensors"), framework="pt") as f:
+        assert f.metadata()["step"] == str(best["step"])
+    figures = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert figures["step"] == validated[-1] and figures["weights"] == "best" and figures["weights_step"] == best["step"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -28,6 +29,40 @@ class FiniteFloatRange(click.FloatRange):
             self.fail(f"{value!r} is not a finite number.", param, ctx)
         return number
 
+
+def output_problem(path: Path, folder: bool) -> str | None:
+    """Why ``path`` cannot be written as a folder (or a file), or None. Checked before any work,
+    so a command that would fail at the end refuses at the start and leaves every file alone."""
+    if path.exists() or path.is_symlink():
+        if folder and not path.is_dir():
+            return "exists and is not a folder; give a folder (new or existing)"
+        if not folder and path.is_dir():
+            return "is a folder; give a file name"
+    parent = path.parent if path.exists() else path
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{parent} is a file, so nothing can be written under it"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"no permission to write in {parent}"
+    return None
+
+
+def writable(folder: bool):
+    """A click callback refusing an output path that cannot be written (see output_problem)."""
+
+    def check(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+        problem = None if value is None else output_problem(Path(value), folder)
+        if problem:
+            raise InputError(f"{param.opts[0]} {value}: {problem}")
+        return value
+
+    return check
+
+
+# click.Path checks nothing here: writable() does, with a message that says what to do.
+OUTPUT_DIR = dict(type=click.Path(path_type=Path), callback=writable(folder=True))
+OUTPUT_FILE = dict(type=click.Path(path_type=Path), callback=writable(folder=False))
 
 RUN = click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 SET = click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
@@ -56,6 +91,12 @@ class VaezooGroup(click.Group):
         except VaezooError as err:
             click.echo(f"error: {err}", err=True)
             sys.exit(err.exit_code)
+        except OSError as err:
+            # A file the system refused (permissions, a full disk, a path that is not a folder):
+            # say which and why in one line; every write is atomic, so nothing is half-written.
+            where = f"{err.filename}: " if err.filename else ""
+            click.echo(f"error: {where}{err.strerror or err}", err=True)
+            sys.exit(2)
         except KeyboardInterrupt:
             click.echo("aborted", err=True)
             sys.exit(130)
@@ -93,7 +134,7 @@ def _echo_files(files) -> None:
 @main.command()
 @click.argument("recipe", required=False)
 @SET
-@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--run-dir", **OUTPUT_DIR,
               help="Where to write the run (default: runs/NAME-TIMESTAMP). Must be new or empty.")
 @click.option("--resume", type=click.Path(file_okay=False, path_type=Path), metavar="RUN_DIR",
               help="Continue the run in RUN_DIR from its last checkpoint (RECIPE is then omitted).")
@@ -152,7 +193,7 @@ def train(recipe: str | None, overrides, run_dir: Path | None, resume: Path | No
 @click.option("--temperature", type=FiniteFloatRange(min=0, min_open=True), default=1.0, show_default=True,
               help="Scale of the prior's standard deviation.")
 @SEED
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder (default: RUN_DIR/samples).")
+@click.option("--out", **OUTPUT_DIR, help="Output folder (default: RUN_DIR/samples).")
 @opens_a_run
 def sample(run_dir: Path, count: int, temperature: float, seed: int, out: Path | None, weights: str, overrides, device: str) -> None:
     """Draw samples from the prior and write them with the modality's writer (PNG, text, WAV ...)."""
@@ -174,7 +215,7 @@ def _inputs_or_split(run, inputs, split: str, n: int):
 @click.option("-n", "--n", "count", type=click.IntRange(1), default=8, show_default=True,
               help="Examples taken from --split when no INPUTS are given.")
 @click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True)
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder (default: RUN_DIR/samples).")
+@click.option("--out", **OUTPUT_DIR, help="Output folder (default: RUN_DIR/samples).")
 @SEED
 @opens_a_run
 def reconstruct(run_dir: Path, inputs, count: int, split: str, out: Path | None, seed: int, weights: str, overrides,
@@ -195,7 +236,7 @@ def reconstruct(run_dir: Path, inputs, count: int, split: str, out: Path | None,
 @click.option("--pairs", type=click.IntRange(1), default=4, show_default=True,
               help="Paths between consecutive examples of --split when no INPUTS are given.")
 @click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True)
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder (default: RUN_DIR/samples).")
+@click.option("--out", **OUTPUT_DIR, help="Output folder (default: RUN_DIR/samples).")
 @SEED
 @opens_a_run
 def interpolate(run_dir: Path, inputs, steps: int, method: str, pairs: int, split: str, out: Path | None,
@@ -230,7 +271,7 @@ def _print_table(rows) -> None:
 @click.option("-k", "--k", "iw_samples", type=click.IntRange(0), help="Importance samples for the IW-NLL (default: [eval] iw_samples).")
 @click.option("--max-examples", type=click.IntRange(1), help="Evaluate at most this many examples.")
 @click.option("--batch-size", type=click.IntRange(1), help="Examples per batch.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the results here (default: RUN_DIR/eval.json).")
+@click.option("--json", "json_path", **OUTPUT_FILE, help="Also write the results here (default: RUN_DIR/eval.json).")
 @NO_PROGRESS
 @opens_a_run
 def eval_(run_dir: Path, split: str | None, iw_samples, max_examples, batch_size, json_path, no_progress: bool, weights: str,
@@ -247,9 +288,9 @@ def eval_(run_dir: Path, split: str | None, iw_samples, max_examples, batch_size
     with progress_bars(not no_progress):
         result = evaluate_split(run.modality, run.vae, split, device=run.device, iw_samples=iw_samples,
                                 max_examples=max_examples, batch_size=batch_size)
-    _print_table([("split", split), ("weights", weights)] + result.table())
+    _print_table([("split", split), ("weights", f"{run.weights} (step {run.weights_step})")] + result.table())
     path = json_path or run.path / EVAL
-    write_json(path, {"split": split, "weights": weights, **result.as_dict()})
+    write_json(path, {"split": split, "weights": run.weights, "weights_step": run.weights_step, **result.as_dict()})
     click.echo(f"wrote {path}")
 
 
@@ -258,7 +299,7 @@ def eval_(run_dir: Path, split: str | None, iw_samples, max_examples, batch_size
 @click.argument("inputs", nargs=-1)
 @click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True)
 @click.option("--max-examples", type=click.IntRange(1), help="Encode at most this many examples of the split.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Output file (default: RUN_DIR/latents-SPLIT.safetensors).")
+@click.option("--out", **OUTPUT_FILE, help="Output file (default: RUN_DIR/latents-SPLIT.safetensors).")
 @NO_PROGRESS
 @opens_a_run
 def encode(run_dir: Path, inputs, split: str, max_examples, out: Path | None, no_progress: bool, weights: str, overrides,
@@ -297,7 +338,7 @@ def encode(run_dir: Path, inputs, split: str, max_examples, out: Path | None, no
 @click.option("--clusters", type=click.IntRange(1), help="k of k-means (default: the number of labels, else 10).")
 @click.option("--max-examples", type=click.IntRange(0), default=2000, show_default=True,
               help="Map at most this many examples of the split (0 = all).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder (default: RUN_DIR/latent-map).")
+@click.option("--out", **OUTPUT_DIR, help="Output folder (default: RUN_DIR/latent-map).")
 @SEED
 @NO_PROGRESS
 @opens_a_run
@@ -332,7 +373,7 @@ def latent_map(run_dir: Path, split: str, method: str, color_by, clusters, max_e
 @click.option("--labels", "labels_path", type=click.Path(dir_okay=False, path_type=Path),
               help="CSV with the header input,label (1 = anomalous, 0 = normal; the rows of an input that "
                    "holds several as INPUT:0, INPUT:1 ...): print and save the ROC AUC.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Scores CSV (default: RUN_DIR/scores.csv).")
+@click.option("--out", **OUTPUT_FILE, help="Scores CSV (default: RUN_DIR/scores.csv).")
 @SEED
 @NO_PROGRESS
 @opens_a_run
@@ -361,7 +402,7 @@ def score(run_dir: Path, inputs, k: int, split: str, max_examples, labels_path: 
 
 @main.command()
 @RUN
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="HTML file (default: RUN_DIR/report.html).")
+@click.option("--out", **OUTPUT_FILE, help="HTML file (default: RUN_DIR/report.html).")
 @click.option("--latent-map/--no-latent-map", "with_map", default=True, show_default=True,
               help="Draw the test split's latent map when RUN_DIR has none yet (reads the data).")
 @DEVICE
@@ -410,7 +451,7 @@ def plugins_check(name: str, overrides, batch_size: int) -> None:
 
 @main.command(name="new-plugin")
 @click.argument("name")
-@click.option("--dir", "target", type=click.Path(path_type=Path),
+@click.option("--dir", "target", **OUTPUT_DIR,
               help="Folder to create (default: ./vaezoo-NAME); it must not exist or be empty.")
 def new_plugin(name: str, target: Path | None) -> None:
     """Write a new modality plugin distribution, vaezoo-NAME, ready to `pip install -e`.

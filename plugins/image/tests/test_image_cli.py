@@ -65,3 +65,25 @@ iw_samples = 5
 
     result = runner.invoke(main, ["reconstruct", str(run), str(tmp_path / "missing.png")])
     assert result.exit_code == 2 and "missing.png" in result.output
+
+
+def test_a_folder_of_corrupt_images_fails_the_start_and_the_retry_works(tmp_path):
+    """The images are read lazily, so the error comes from the first batch: the new run's
+    folder must still be left as it was found, or the retry with the same --run-dir is refused."""
+    for c in ("a", "b"):
+        for i in range(8):
+            (tmp_path / "images" / c).mkdir(parents=True, exist_ok=True)
+            (tmp_path / "images" / c / f"{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really" * 3)
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(f'modality = "image"\n[data]\npath = "images"\nsize = {SIZE}\n[model]\nchannels = [4]\n'
+                      "[train]\nepochs = 1\nbatch_size = 4\nsamples = 0\ntensorboard = false\n[eval]\niw_samples = 0\n")
+    run = tmp_path / "run"
+    result = CliRunner().invoke(main, ["train", str(recipe), "--run-dir", str(run), "--no-progress"])
+    assert result.exit_code == 2 and "cannot read image" in result.output and "Traceback" not in result.output
+    assert not run.exists()
+
+    for c in ("a", "b"):                                  # the data is fixed; the same command works
+        for i, array in enumerate(random_images(8, SIZE, seed=1)):
+            write_png(tmp_path / "images" / c / f"{i}.png", array)
+    result = CliRunner().invoke(main, ["train", str(recipe), "--run-dir", str(run), "--no-progress"])
+    assert result.exit_code == 0, result.output
