@@ -98,6 +98,7 @@ def test_report_shows_the_run(reported):
     assert 'kl_warmup_steps = 10' in html                   # the recipe
     eval_json = json.loads((run / "eval.json").read_text())
     assert f"{eval_json['elbo']:.4f}" in html
+    assert f"best (step {eval_json['weights_step']})" in html    # which weights the table measured
 
 
 def test_report_elsewhere_links_back_into_the_run(reported, tmp_path):

@@ -112,6 +112,8 @@ def eval_rows(path: Path) -> list[tuple[str, str]]:
     data = read_json(path)
     names = {f.name for f in fields(EvalResult)}
     head = [(key, str(data[key])) for key in ("split", "step", "weights") if key in data]
+    if "weights_step" in data and "weights" in data:
+        head[-1] = ("weights", f"{data['weights']} (step {data['weights_step']})")
     try:
         rows = EvalResult(**{k: v for k, v in data.items() if k in names}).table()
     except TypeError:   # an eval.json from another version: show its plain numbers
