@@ -2,7 +2,7 @@
 
 For each held-out class c: train the MLP VAE of recipes/fashion-mnist-mlp.toml on the
 training images of the nine other classes (a small budget: a few epochs, optionally a
-subsample), score all 10,000 test images with `vaezoo.scoring.anomaly_scores` (-ELBO, and
+subsample), score all 10,000 test images with `vaezoo.analysis.scoring.anomaly_scores` (-ELBO, and
 importance-weighted -log p(x) with k samples), and report the ROC AUC of telling class c
 (anomalous) from the nine others (normal). AUC 0.5 is chance; below 0.5 means the held-out
 class looks *more* likely than the training classes (known for VAE likelihoods: simple,
@@ -31,12 +31,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vaezoo.checkpoints import write_text
-from vaezoo.data import batches_in, split_batches
-from vaezoo.recipes import load_recipe
-from vaezoo.runs import open_run
-from vaezoo.scoring import anomaly_scores, roc_auc
-from vaezoo.trainer import Trainer
+from vaezoo.core.files import write_text
+from vaezoo.core.data import batches_in, split_batches
+from vaezoo.plugin.recipes import load_recipe
+from vaezoo.train.runs import open_run
+from vaezoo.analysis.scoring import anomaly_scores, roc_auc
+from vaezoo.train.trainer import Trainer
 from vaezoo_image.data import find_idx, read_idx
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -54,8 +54,8 @@ def parse_args() -> argparse.Namespace:
 
 
 def train(recipe_path: Path, overrides: list[str], run_dir: Path, label: str) -> tuple[Path, float]:
-    from vaezoo.recipes import load_recipe
-    from vaezoo.trainer import Trainer
+    from vaezoo.plugin.recipes import load_recipe
+    from vaezoo.train.trainer import Trainer
 
     recipe = load_recipe(recipe_path, overrides)
     started = time.perf_counter()
@@ -88,7 +88,7 @@ def rtf_record(kind: str, audio_seconds: float, model_s: float, inverse_mel_s: f
 def measure_rtf(run_dir: Path, args) -> list[dict]:
     import torch
 
-    from vaezoo.runs import open_run
+    from vaezoo.train.runs import open_run
 
     torch.set_num_threads(args.threads)
     run = open_run(run_dir, device="cpu")
@@ -133,8 +133,8 @@ def measure_rtf(run_dir: Path, args) -> list[dict]:
 def mel_errors(run_dir: Path, label: str, args, train_seconds: float | None) -> dict:
     import torch
 
-    from vaezoo.runs import open_run
-    from vaezoo.trainer import evaluate_split
+    from vaezoo.train.runs import open_run
+    from vaezoo.train.evaluation import evaluate_split
 
     torch.set_num_threads(args.threads)
     run = open_run(run_dir, device="cpu")

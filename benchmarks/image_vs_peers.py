@@ -112,14 +112,14 @@ def run_bare(train: torch.Tensor, test: torch.Tensor, epochs: int, k: int, seed:
 
 
 def vaezoo_recipe(name: str, overrides: list[str]):
-    from vaezoo.recipes import load_recipe
+    from vaezoo.plugin.recipes import load_recipe
 
     return load_recipe(ROOT / "recipes" / f"{name}.toml", overrides)
 
 
 def load_split_tensors(recipe_name: str, train_examples: int, test_examples: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The exact training images vaezoo trains on, and the first test images, as tensors."""
-    from vaezoo.runs import build_modality
+    from vaezoo.train.runs import build_modality
 
     recipe = vaezoo_recipe(recipe_name, [f"data.max_train_examples={train_examples}"] if train_examples else [])
     modality = build_modality(recipe, None)
@@ -138,7 +138,7 @@ SHORT_BUDGET = ['objective.kl_schedule="constant"', 'train.lr_schedule="constant
 
 
 def run_vaezoo(recipe_name: str, row: str, test: torch.Tensor, epochs: int, k: int, train_examples: int) -> dict:
-    from vaezoo.trainer import Trainer
+    from vaezoo.train.trainer import Trainer
 
     overrides = [f"train.epochs={epochs}", "eval.at_end=false", "train.samples=0", "train.tensorboard=false",
                  "train.val_max_examples=1000", "train.threads=0", "train.early_stopping_patience=0"]

@@ -69,8 +69,8 @@ def budget_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def train_one(label: str, recipe_path: Path, overrides: list[str], run_dir: Path) -> dict:
-    from vaezoo.recipes import load_recipe
-    from vaezoo.trainer import Trainer
+    from vaezoo.plugin.recipes import load_recipe
+    from vaezoo.train.trainer import Trainer
 
     recipe = load_recipe(recipe_path, overrides)
     started = time.perf_counter()

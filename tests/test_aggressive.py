@@ -6,10 +6,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from vaezoo.checkpoints import latest_weights
-from vaezoo.recipes import load_recipe
-from vaezoo.runs import build_modality, build_vae
-from vaezoo.trainer import AGGRESSIVE_BLOCK, Trainer, keep_gradients_of, make_optimizer, parameter_groups
+from vaezoo.train.checkpoints import latest_weights
+from vaezoo.plugin.recipes import load_recipe
+from vaezoo.train.runs import build_modality, build_vae
+from vaezoo.train.trainer import AGGRESSIVE_BLOCK, Trainer, keep_gradients_of, make_optimizer, parameter_groups
 
 AGGRESSIVE = ["eval.at_end=false", "train.samples=0", "train.aggressive_encoder=true", "train.aggressive_max_inner=40"]
 

@@ -16,10 +16,10 @@ from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
 from tiny_modality import TINY_RECIPE
-from vaezoo.checkpoints import latest_weights
+from vaezoo.train.checkpoints import latest_weights
 from vaezoo.cli import main
-from vaezoo.errors import RecipeError
-from vaezoo.recipes import load_recipe
+from vaezoo.core.errors import RecipeError
+from vaezoo.plugin.recipes import load_recipe
 
 
 def cli(*args):
@@ -99,7 +99,7 @@ def test_an_empty_value_unsets_a_key(recipe, tmp_path):
 @pytest.mark.parametrize("folder", ["absent", "empty"])
 def test_a_start_that_fails_in_the_first_batch_leaves_the_folder_as_it_was(recipe, tmp_path, monkeypatch, folder):
     import tiny_modality
-    from vaezoo.errors import InputError
+    from vaezoo.core.errors import InputError
 
     def corrupt(self, examples):
         raise InputError("data/7.png: cannot read image (truncated)")

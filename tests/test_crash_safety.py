@@ -27,7 +27,7 @@ import torch
 from safetensors.torch import load_file
 
 from tiny_modality import TINY_RECIPE
-from vaezoo.checkpoints import latest_weights
+from vaezoo.train.checkpoints import latest_weights
 
 CRASH_AT = Path(__file__).resolve().parent / "crash_at.py"
 

@@ -6,13 +6,13 @@ import sys
 import textwrap
 
 from tiny_modality import TINY_RECIPE
-from vaezoo.checkpoints import latest_weights
+from vaezoo.train.checkpoints import latest_weights
 
 SCRIPT = textwrap.dedent(
     """
     import hashlib, os, sys
-    from vaezoo.recipes import load_recipe
-    from vaezoo.trainer import Trainer
+    from vaezoo.plugin.recipes import load_recipe
+    from vaezoo.train.trainer import Trainer
 
     recipe_path, run_dir, out_dir = sys.argv[1:4]
     digests = []

@@ -14,11 +14,11 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from vaezoo import __version__
-from vaezoo.checkpoints import latest_weights
+from vaezoo.train.checkpoints import latest_weights
 from vaezoo.cli import main
-from vaezoo.errors import TrainingDiverged
-from vaezoo.recipes import load_recipe
-from vaezoo.trainer import Trainer
+from vaezoo.core.errors import TrainingDiverged
+from vaezoo.plugin.recipes import load_recipe
+from vaezoo.train.trainer import Trainer
 
 
 def cli(*args):
@@ -200,7 +200,7 @@ def test_datasets_may_build_whole_batches(tiny_recipe, tmp_path):
     import tiny_modality
     from torch.utils.data import Dataset
 
-    from vaezoo.data import make_loader
+    from vaezoo.core.data import make_loader
 
     class Batched(Dataset):
         def __init__(self, x):
@@ -228,7 +228,7 @@ def test_datasets_may_build_whole_batches(tiny_recipe, tmp_path):
 def test_a_failed_data_fit_leaves_no_half_made_run(tmp_path, monkeypatch):
     import tiny_modality
 
-    from vaezoo.errors import InputError
+    from vaezoo.core.errors import InputError
 
     def refuse(self, split):
         raise InputError("too few sentences in data.path")

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from vaezoo import VAE, DiagonalGaussian, Gaussian
-from vaezoo import estimators
-from vaezoo.estimators import EvalResult, active_units, evaluate, iw_log_likelihood, mutual_information
+from vaezoo.core import estimators
+from vaezoo.core.estimators import EvalResult, active_units, evaluate, iw_log_likelihood, mutual_information
 
 
 class LinearGaussianModel:

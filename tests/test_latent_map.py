@@ -9,9 +9,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from vaezoo.cli import main
-from vaezoo.latent_map import adjusted_rand_index, kmeans, pca_2d
-from vaezoo.latents import encode_split
-from vaezoo.runs import open_run
+from vaezoo.analysis.latent_map import adjusted_rand_index, kmeans, pca_2d
+from vaezoo.analysis.latents import encode_split
+from vaezoo.train.runs import open_run
 
 
 def cli(*args):

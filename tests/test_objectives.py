@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from vaezoo import VAE, Gaussian
-from vaezoo.objectives import elbo_objective, free_bits_kl, iwae_objective, log_importance_weights
-from vaezoo.schedules import KLSchedule, LRSchedule
+from vaezoo.core.objectives import elbo_objective, free_bits_kl, iwae_objective, log_importance_weights
+from vaezoo.core.schedules import KLSchedule, LRSchedule
 
 
 @pytest.mark.parametrize(
@@ -117,7 +117,7 @@ def test_vae_forward_dispatches_and_interpolates():
 
 
 def test_slerp_keeps_the_norm_between_equal_norm_endpoints():
-    from vaezoo.model import slerp
+    from vaezoo.core.model import slerp
 
     a = torch.tensor([[2.0, 0.0]])
     b = torch.tensor([[0.0, 2.0]])

@@ -10,9 +10,9 @@ from click.testing import CliRunner
 from test_plugins import installed  # noqa: F401  (fixture: a distribution holding broken plugins)
 
 import vaezoo
-from vaezoo import scaffold
+from vaezoo.plugin import scaffold
 from vaezoo.cli import main
-from vaezoo.plugin_check import PluginCheckError
+from vaezoo.plugin.check import PluginCheckError
 
 
 def cli(*args):

@@ -6,9 +6,9 @@ import pytest
 from click.testing import CliRunner
 
 from tiny_modality import TINY_RECIPE
-from vaezoo import plugins
+from vaezoo.plugin import registry as plugins
 from vaezoo.cli import main
-from vaezoo.modality import PLUGIN_API_VERSION
+from vaezoo.plugin.protocol import PLUGIN_API_VERSION
 
 ENTRY_POINTS = """\
 [vaezoo.modalities]

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from vaezoo.cli import main
-from vaezoo.progress import progress, progress_bars
+from vaezoo.core.progress import progress, progress_bars
 
 # Each command writes beside tmp_path, never into the shared run (which tests only read).
 COMMANDS = {

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from tiny_modality import TINY_RECIPE
 from vaezoo.cli import main
-from vaezoo.recipes import load_recipe
+from vaezoo.plugin.recipes import load_recipe
 
 
 def run_train(recipe_path: Path, *extra: str):
@@ -92,8 +92,8 @@ def test_recipes_command_lists_and_shows(tmp_path, monkeypatch):
 def test_plugins_ship_recipes_that_names_find_after_the_users_own(tmp_path, monkeypatch):
     import sys
 
-    from vaezoo import plugins
-    from vaezoo.recipes import list_recipes, resolve_recipe_path
+    from vaezoo.plugin import registry as plugins
+    from vaezoo.plugin.recipes import list_recipes, resolve_recipe_path
 
     # A plugin module whose class ships recipes/ beside it, as an installed plugin would.
     package = tmp_path / "shipping_plugin"

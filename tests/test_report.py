@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from vaezoo.cli import main
-from vaezoo.curves import focus_range, series
+from vaezoo.analysis.curves import focus_range, series
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 

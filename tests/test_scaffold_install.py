@@ -12,7 +12,7 @@ import subprocess
 import sys
 from importlib.util import find_spec
 
-from vaezoo.scaffold import new_plugin
+from vaezoo.plugin.scaffold import new_plugin
 
 
 def run(*args, cwd=None, timeout=300):

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from sklearn.metrics import roc_auc_score
 
 from vaezoo.cli import main
-from vaezoo.errors import InputError
-from vaezoo.scoring import input_batches, read_labels, roc_auc
+from vaezoo.core.errors import InputError
+from vaezoo.analysis.scoring import input_batches, read_labels, roc_auc
 from tiny_modality import make_points
 
 

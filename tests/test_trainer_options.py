@@ -6,10 +6,10 @@ import os
 import pytest
 import torch
 
-from vaezoo.checkpoints import latest_weights
-from vaezoo.recipes import load_recipe
-from vaezoo.schedules import LRSchedule
-from vaezoo.trainer import Trainer
+from vaezoo.train.checkpoints import latest_weights
+from vaezoo.plugin.recipes import load_recipe
+from vaezoo.core.schedules import LRSchedule
+from vaezoo.train.trainer import Trainer
 
 QUIET = ["eval.at_end=false", "train.samples=0"]
 
@@ -76,7 +76,7 @@ def test_tensorboard_event_files_are_written(tiny_recipe, tmp_path):
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
-    from vaezoo.checkpoints import atomic_path
+    from vaezoo.core.files import atomic_path
 
     target = tmp_path / "model.safetensors"
     target.write_text("old")
@@ -109,7 +109,7 @@ def test_collapse_warning_only_for_models_that_use_z(tiny_recipe, tmp_path, monk
 
 @pytest.mark.parametrize("name", ["adam", "adamw", "sgd", "rmsprop"])
 def test_fused_optimizer_kernel_matches_the_plain_one(tiny_recipe, tmp_path, name):
-    from vaezoo.trainer import FUSED_OPTIMIZERS, make_optimizer
+    from vaezoo.train.trainer import FUSED_OPTIMIZERS, make_optimizer
 
     recipe = load_recipe(tiny_recipe, [f"train.optimizer=\"{name}\""])
     params = [torch.nn.Parameter(torch.randn(3, 4))]
@@ -125,8 +125,8 @@ def test_fused_optimizer_kernel_matches_the_plain_one(tiny_recipe, tmp_path, nam
 
 @pytest.mark.parametrize("limit", [None, 13])
 def test_extra_metrics_see_exactly_the_evaluated_examples(tiny_recipe, tmp_path, limit):
-    from vaezoo.runs import build_modality, build_vae
-    from vaezoo.trainer import evaluate_split
+    from vaezoo.train.runs import build_modality, build_vae
+    from vaezoo.train.evaluation import evaluate_split
 
     modality = build_modality(load_recipe(tiny_recipe, ["eval.batch_size=5"]), tmp_path)
     modality.extra_metrics = lambda vae, batches, base: {"rows": sum(len(b["x"]) for b in batches)}

@@ -1,54 +1,85 @@
 """vaezoo: a multi-modality variational-autoencoder toolkit.
 
-The public plugin API (what a modality plugin may import) is re-exported here.
+This namespace is the public plugin API: what a modality plugin may import. Names load on
+first use (PEP 562), so ``import vaezoo`` and the command line's ``--help`` do not pay for
+torch. The code lives in layers, each importing only the ones below it:
+
+    vaezoo.cli         the command line
+    vaezoo.analysis    latent maps, anomaly scores, curves, the report
+    vaezoo.train       the training loop and its hooks, checkpoints, run directories
+    vaezoo.plugin      the Modality protocol, the registry, the plugin check and scaffold
+    vaezoo.config      typed recipe sections and their parsing
+    vaezoo.core        distributions, likelihoods, objectives, estimators, the VAE, nn blocks
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-from vaezoo.batches import Batch, as_batch, batch_size, to_device
-from vaezoo.checkpoints import atomic_path, write_json, write_text
-from vaezoo.config import option
-from vaezoo.distributions import DiagonalGaussian, StandardNormal
-from vaezoo.data import first_examples, split_indices
-from vaezoo.errors import InputError, PluginError, RecipeError, VaezooError
-from vaezoo.likelihoods import Bernoulli, Categorical, Gaussian, Laplace, Likelihood
-from vaezoo.modality import PLUGIN_API_VERSION, SPLITS, Modality
-from vaezoo.model import VAE
-from vaezoo.plugin_check import CheckReport, check_plugin
-from vaezoo.recipes import Recipe, load_recipe
-from vaezoo.runs import Run, open_run
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "__version__",
-    "Batch",
-    "as_batch",
-    "batch_size",
-    "to_device",
-    "first_examples",
-    "split_indices",
-    "option",
-    "atomic_path",
-    "write_json",
-    "write_text",
-    "DiagonalGaussian",
-    "StandardNormal",
-    "InputError",
-    "VaezooError",
-    "PluginError",
-    "RecipeError",
-    "Bernoulli",
-    "Categorical",
-    "Gaussian",
-    "Laplace",
-    "Likelihood",
-    "PLUGIN_API_VERSION",
-    "SPLITS",
-    "Modality",
-    "VAE",
-    "Recipe",
-    "load_recipe",
-    "open_run",
-    "Run",
-    "check_plugin",
-    "CheckReport",
-]
+from vaezoo.core.version import __version__
+
+# public name -> the module that defines it
+_EXPORTS = {
+    "Batch": "vaezoo.core.batches",
+    "as_batch": "vaezoo.core.batches",
+    "batch_size": "vaezoo.core.batches",
+    "to_device": "vaezoo.core.batches",
+    "first_examples": "vaezoo.core.data",
+    "split_indices": "vaezoo.core.data",
+    "option": "vaezoo.config.options",
+    "atomic_path": "vaezoo.core.files",
+    "write_json": "vaezoo.core.files",
+    "write_text": "vaezoo.core.files",
+    "DiagonalGaussian": "vaezoo.core.distributions",
+    "StandardNormal": "vaezoo.core.distributions",
+    "InputError": "vaezoo.core.errors",
+    "VaezooError": "vaezoo.core.errors",
+    "PluginError": "vaezoo.core.errors",
+    "RecipeError": "vaezoo.core.errors",
+    "Bernoulli": "vaezoo.core.likelihoods",
+    "Categorical": "vaezoo.core.likelihoods",
+    "Gaussian": "vaezoo.core.likelihoods",
+    "Laplace": "vaezoo.core.likelihoods",
+    "Likelihood": "vaezoo.core.likelihoods",
+    "PLUGIN_API_VERSION": "vaezoo.plugin.protocol",
+    "SPLITS": "vaezoo.plugin.protocol",
+    "Modality": "vaezoo.plugin.protocol",
+    "VAE": "vaezoo.core.model",
+    "Recipe": "vaezoo.config.recipe",
+    "load_recipe": "vaezoo.plugin.recipes",
+    "open_run": "vaezoo.train.runs",
+    "Run": "vaezoo.train.runs",
+    "check_plugin": "vaezoo.plugin.check",
+    "CheckReport": "vaezoo.plugin.check",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'vaezoo' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # what type checkers and IDEs see
+    from vaezoo.config.options import option
+    from vaezoo.config.recipe import Recipe
+    from vaezoo.core.batches import Batch, as_batch, batch_size, to_device
+    from vaezoo.core.data import first_examples, split_indices
+    from vaezoo.core.distributions import DiagonalGaussian, StandardNormal
+    from vaezoo.core.errors import InputError, PluginError, RecipeError, VaezooError
+    from vaezoo.core.files import atomic_path, write_json, write_text
+    from vaezoo.core.likelihoods import Bernoulli, Categorical, Gaussian, Laplace, Likelihood
+    from vaezoo.core.model import VAE
+    from vaezoo.plugin.check import CheckReport, check_plugin
+    from vaezoo.plugin.protocol import PLUGIN_API_VERSION, SPLITS, Modality
+    from vaezoo.plugin.recipes import load_recipe
+    from vaezoo.train.runs import Run, open_run

@@ -12,11 +12,12 @@ import click
 import torch
 from safetensors.torch import save_file
 
-from vaezoo import __version__
-from vaezoo.batches import slice_batch, to_device
-from vaezoo.checkpoints import EVAL, atomic_path, write_json
-from vaezoo.data import first_examples
-from vaezoo.errors import InputError, VaezooError
+from vaezoo.core.version import __version__
+from vaezoo.core.batches import slice_batch, to_device
+from vaezoo.core.files import atomic_path, write_json
+from vaezoo.train.checkpoints import EVAL
+from vaezoo.core.data import first_examples
+from vaezoo.core.errors import InputError, VaezooError
 
 class FiniteFloatRange(click.FloatRange):
     """A FloatRange that also refuses nan and inf (nan passes every comparison of a range check)."""
@@ -73,7 +74,7 @@ WEIGHTS = click.option("--weights", type=click.Choice(["best", "last"]), default
 DEVICE = click.option("--device", default="auto", show_default=True, help="'auto', 'cpu', 'cuda' or 'cuda:N'.")
 SEED = click.option("--seed", type=int, default=0, show_default=True,
                     help="Seeds every random draw, so the same command writes the same files.")
-# Commands that walk a split set vaezoo.progress.progress_bars(not no_progress) around that walk.
+# Commands that walk a split set vaezoo.core.progress.progress_bars(not no_progress) around that walk.
 NO_PROGRESS = click.option("--no-progress", is_flag=True, help="No progress bar.")
 
 
@@ -114,7 +115,7 @@ def main() -> None:
 
 
 def _open(run_dir: Path, weights: str = "best", overrides=(), device: str = "auto"):
-    from vaezoo.runs import open_run
+    from vaezoo.train.runs import open_run
 
     return open_run(run_dir, weights=weights, overrides=overrides, device=device)
 
@@ -152,10 +153,10 @@ def train(recipe: str | None, overrides, run_dir: Path | None, resume: Path | No
     On resume only [train] and [eval] keys may be overridden (e.g. to train longer).
     Ctrl-C stops after the current step with a checkpoint that --resume continues exactly.
     """
-    from vaezoo.errors import RecipeError
-    from vaezoo.recipes import load_recipe, resolve_recipe_path
-    from vaezoo.runs import load_recipe_of_run
-    from vaezoo.trainer import Trainer
+    from vaezoo.core.errors import RecipeError
+    from vaezoo.plugin.recipes import load_recipe, resolve_recipe_path
+    from vaezoo.train.runs import load_recipe_of_run
+    from vaezoo.train.trainer import Trainer
 
     if resume is not None:
         if recipe is not None:
@@ -280,8 +281,8 @@ def eval_(run_dir: Path, split: str | None, iw_samples, max_examples, batch_size
 
     Prints a table and writes the same numbers as JSON (with the KL of every latent dimension).
     """
-    from vaezoo.progress import progress_bars
-    from vaezoo.trainer import evaluate_split
+    from vaezoo.core.progress import progress_bars
+    from vaezoo.train.evaluation import evaluate_split
 
     run = _open(run_dir, weights, overrides, device)
     split = split or run.recipe.eval.split
@@ -308,8 +309,8 @@ def encode(run_dir: Path, inputs, split: str, max_examples, out: Path | None, no
 
     Tensors: "mean" and "logvar" [N, D], and any integer "label" the batches carry.
     """
-    from vaezoo.latents import encode_batches, encode_split
-    from vaezoo.progress import progress_bars
+    from vaezoo.analysis.latents import encode_batches, encode_split
+    from vaezoo.core.progress import progress_bars
 
     run = _open(run_dir, weights, overrides, device)
     with progress_bars(not no_progress):
@@ -349,8 +350,8 @@ def latent_map(run_dir: Path, split: str, method: str, color_by, clusters, max_e
     Writes SPLIT-METHOD.png (the scatter), .csv (the plotted points) and .json. k-means runs on
     the full-dimensional means; with labels it prints the adjusted Rand index against them.
     """
-    from vaezoo.latent_map import make_latent_map
-    from vaezoo.progress import progress_bars
+    from vaezoo.analysis.latent_map import make_latent_map
+    from vaezoo.core.progress import progress_bars
 
     run = _open(run_dir, weights, overrides, device)
     with progress_bars(not no_progress):
@@ -386,8 +387,8 @@ def score(run_dir: Path, inputs, k: int, split: str, max_examples, labels_path: 
     them the same way. With --labels also the ROC AUC of telling the anomalous inputs from
     the normal ones, beside the CSV as .json.
     """
-    from vaezoo.progress import progress_bars
-    from vaezoo.scoring import save_scores, score_run
+    from vaezoo.core.progress import progress_bars
+    from vaezoo.analysis.scoring import save_scores, score_run
 
     run = _open(run_dir, weights, overrides, device)
     with progress_bars(not no_progress):
@@ -409,7 +410,7 @@ def score(run_dir: Path, inputs, k: int, split: str, max_examples, labels_path: 
 def report(run_dir: Path, out: Path | None, with_map: bool, device: str) -> None:
     """A static HTML page about a run: recipe, curves, eval table, what the writers left in
     samples/ (images, sentences, audio) and the latent map. Opens from disk, no server."""
-    from vaezoo.report import write_report
+    from vaezoo.analysis.report import write_report
 
     _echo_files(write_report(run_dir, out=out, latent_map=with_map, device=device,
                              echo=lambda msg: click.echo(msg, err=True)))
@@ -428,7 +429,7 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
     it never stops the other plugins from working. `vaezoo plugins check NAME` tests one.
     """
     if ctx.invoked_subcommand is None:
-        from vaezoo.plugins import discover, listing
+        from vaezoo.plugin.registry import discover, listing
 
         click.echo(listing(discover(), as_json))
 
@@ -444,7 +445,7 @@ def plugins_check(name: str, overrides, batch_size: int) -> None:
     them (and --set over both). Checks shapes, a finite ELBO, gradients reaching encoder and
     decoder, and an importance-weighted pass. Exit 0 when all hold, 1 with one line when not.
     """
-    from vaezoo.plugin_check import check_plugin
+    from vaezoo.plugin.check import check_plugin
 
     click.echo("\n".join(check_plugin(name, overrides, batch_size=batch_size).lines()))
 
@@ -459,7 +460,7 @@ def new_plugin(name: str, target: Path | None) -> None:
     NAME is a lowercase Python identifier (e.g. vectors, point_cloud). The plugin models
     real-valued vectors (synthetic or CSV) with MLPs and trains at once; see docs/plugins.md.
     """
-    from vaezoo.scaffold import new_plugin as write_plugin, next_steps
+    from vaezoo.plugin.scaffold import new_plugin as write_plugin, next_steps
 
     click.echo(next_steps(name, write_plugin(name, target)))
 
@@ -468,7 +469,7 @@ def new_plugin(name: str, target: Path | None) -> None:
 @click.argument("name", required=False)
 def recipes(name: str | None) -> None:
     """List the recipes ($VAEZOO_RECIPES, ./recipes, the source tree's recipes/, the folders plugins ship), or print one."""
-    from vaezoo.recipes import list_recipes, resolve_recipe_path
+    from vaezoo.plugin.recipes import list_recipes, resolve_recipe_path
 
     if name:
         click.echo(resolve_recipe_path(name).read_text(), nl=False)

@@ -12,7 +12,7 @@ import soundfile as sf
 import tomli_w
 import torch
 
-from vaezoo.recipes import build_recipe
+from vaezoo.plugin.recipes import build_recipe
 
 RATE = 8000          # tiny features: 8 kHz, n_fft 256, hop 64, 32 mel bands, clips of 16 frames
 HOP = 64

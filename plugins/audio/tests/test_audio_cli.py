@@ -11,12 +11,12 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
-from vaezoo.checkpoints import latest_weights
+from vaezoo.train.checkpoints import latest_weights
 from vaezoo.cli import main
-from vaezoo.plugins import get_modality
-from vaezoo.recipes import load_recipe
-from vaezoo.runs import load_recipe_of_run
-from vaezoo.trainer import Trainer
+from vaezoo.plugin.registry import get_modality
+from vaezoo.plugin.recipes import load_recipe
+from vaezoo.train.runs import load_recipe_of_run
+from vaezoo.train.trainer import Trainer
 from vaezoo_audio import AudioModality
 
 from audio_helpers import CLIP_FRAMES, HOP, RATE, recipe_text, sound_folder, one_thread  # noqa: F401

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from vaezoo.recipes import build_recipe, read_toml
+from vaezoo.config.recipe import read_toml
+from vaezoo.plugin.recipes import build_recipe
 
 RECIPES = Path(__file__).resolve().parents[3] / "recipes"
 

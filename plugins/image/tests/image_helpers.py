@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vaezoo.recipes import build_recipe
+from vaezoo.plugin.recipes import build_recipe
 
 
 def write_idx(path: Path, array: np.ndarray, *, gz: bool = False) -> Path:

@@ -63,7 +63,7 @@ def test_idx_splits_labels_and_sizes(idx_folder):
 
 def test_idx_whole_batches_equal_item_by_item(idx_folder):
     """__getitems__ (the fast path the DataLoader takes) builds the batch collate would."""
-    from vaezoo.data import make_loader
+    from vaezoo.core.data import make_loader
 
     m = modality({"path": str(idx_folder), "size": 8, "validation_fraction": 0.25})
     train = m.dataset("train")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vaezoo import VAE, Bernoulli, Gaussian, Laplace
-from vaezoo.errors import RecipeError
+from vaezoo.core.errors import RecipeError
 from vaezoo_image import ImageModality
 
 from image_helpers import make_recipe

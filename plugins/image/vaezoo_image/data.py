@@ -24,7 +24,7 @@ from PIL import Image, ImageOps
 from torch.utils.data import Dataset, default_collate
 
 from vaezoo import SPLITS, InputError
-from vaezoo.data import split_indices
+from vaezoo.core.data import split_indices
 
 from vaezoo_image.config import DataConfig
 

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from vaezoo.cli import main
-from vaezoo.plugins import get_modality
+from vaezoo.plugin.registry import get_modality
 from vaezoo_text import TextModality
 
 from text_fixtures import recipe_text, write_corpus, one_thread  # noqa: F401  (one_thread: an autouse fixture)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from vaezoo import InputError
-from vaezoo.errors import RecipeError
+from vaezoo.core.errors import RecipeError
 from vaezoo_text import read_lines, read_wordnet
 from vaezoo_text.data import make_splits, pad_batch
 

@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from vaezoo.batches import repeat_batch
-from vaezoo.estimators import iw_log_likelihood
-from vaezoo.runs import build_vae
+from vaezoo.core.batches import repeat_batch
+from vaezoo.core.estimators import iw_log_likelihood
+from vaezoo.train.runs import build_vae
 from vaezoo_text import perplexity
 from vaezoo_text.networks import sample_top_p
 

@@ -9,7 +9,7 @@ import pytest
 import tomli_w
 import torch
 
-from vaezoo.recipes import build_recipe
+from vaezoo.plugin.recipes import build_recipe
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():

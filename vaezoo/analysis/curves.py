@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vaezoo.checkpoints import METRICS, read_metrics
+from vaezoo.train.checkpoints import METRICS, read_metrics
 
 CURVES = "curves.png"
 
@@ -60,7 +60,7 @@ def write_curves(run_dir: Path) -> list[Path]:
     # matplotlib loads only when a plot is drawn.
     from matplotlib.ticker import MaxNLocator
 
-    from vaezoo.plotting import new_figure, save_png
+    from vaezoo.analysis.plotting import new_figure, save_png
 
     metrics = Path(run_dir) / METRICS
     data = series(read_metrics(metrics)) if metrics.exists() else {}

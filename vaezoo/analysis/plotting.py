@@ -8,7 +8,7 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from vaezoo.checkpoints import atomic_path
+from vaezoo.core.files import atomic_path
 
 
 def new_figure(width: float, height: float) -> Figure:

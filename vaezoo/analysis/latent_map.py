@@ -1,7 +1,7 @@
 """A 2-D map of the latent space: posterior means projected by PCA or t-SNE, drawn as a
 scatter coloured by label (or by k-means cluster when the data has no labels), with the
 k-means clustering of the full-dimensional means scored against the labels (adjusted Rand
-index). Labels come from the batches' optional ``"label"`` tensor (see ``vaezoo.batches``).
+index). Labels come from the batches' optional ``"label"`` tensor (see ``vaezoo.core.batches``).
 
 Files, in RUN/latent-map/ unless told otherwise: ``SPLIT-METHOD.png`` (the scatter),
 ``SPLIT-METHOD.csv`` (the plotted points: x, y, label, cluster) and ``SPLIT-METHOD.json``
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from vaezoo.checkpoints import atomic_path, write_json
-from vaezoo.errors import InputError
+from vaezoo.core.files import atomic_path, write_json
+from vaezoo.core.errors import InputError
 
 METHODS = {"pca": "PCA", "tsne": "t-SNE"}   # option value -> name in titles
 FOLDER = "latent-map"
@@ -93,7 +93,7 @@ def _palette(count: int):
 
 def draw(points: torch.Tensor, colors: torch.Tensor, names: list[str] | None, title: str, legend_title: str,
          path: Path) -> Path:
-    from vaezoo.plotting import new_figure, save_png
+    from vaezoo.analysis.plotting import new_figure, save_png
 
     figure = new_figure(7, 6)
     ax = figure.subplots()
@@ -126,7 +126,7 @@ def make_latent_map(run, *, split: str = "test", method: str = "pca", color_by: 
                     clusters: int | None = None, max_examples: int | None = 2000, out_dir: Path | None = None,
                     seed: int = 0, echo=print) -> tuple[LatentMap, list[Path]]:
     """Encode ``split`` with the run's model, project, cluster, and write the three files."""
-    from vaezoo.latents import encode_split
+    from vaezoo.analysis.latents import encode_split
 
     if method not in METHODS:
         raise InputError(f"unknown projection {method!r}; expected one of {', '.join(METHODS)}")

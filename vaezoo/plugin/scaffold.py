@@ -1,6 +1,6 @@
 """`vaezoo new-plugin`: write a new modality plugin distribution from the templates.
 
-The templates are real files under ``vaezoo/scaffold_template/`` (packaged as package data),
+The templates are real files under ``vaezoo/plugin/scaffold_template/`` (packaged as package data),
 rendered with ``string.Template``: ``$name`` (the modality), ``$package`` (``vaezoo_NAME``),
 ``$distribution`` (``vaezoo-NAME``), ``$class_name`` and ``$api_version`` in file contents
 and in file and folder names; a ``.tmpl`` suffix is dropped. The distribution is written
@@ -19,8 +19,8 @@ from importlib.util import find_spec
 from pathlib import Path
 from string import Template
 
-from vaezoo.errors import VaezooError
-from vaezoo.modality import PLUGIN_API_VERSION
+from vaezoo.core.errors import VaezooError
+from vaezoo.plugin.protocol import PLUGIN_API_VERSION
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "scaffold_template"
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]*\Z")
@@ -47,7 +47,7 @@ def template_values(name: str) -> dict[str, str]:
 
 def check_name(name: str) -> None:
     """Refuse names that are not lowercase Python identifiers, or that are taken."""
-    from vaezoo.plugins import discover
+    from vaezoo.plugin.registry import discover
 
     allowed = "a lowercase letter, then lowercase letters, digits or underscores (a Python identifier such as 'vectors' or 'point_cloud')"
     if not NAME_PATTERN.match(name) or name.endswith("_") or "__" in name:

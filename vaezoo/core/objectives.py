@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from vaezoo.batches import Batch, repeat_batch
-from vaezoo.distributions import DiagonalGaussian
+from vaezoo.core.batches import Batch, repeat_batch
+from vaezoo.core.distributions import DiagonalGaussian
 
 if TYPE_CHECKING:
-    from vaezoo.model import VAE
+    from vaezoo.core.model import VAE
 
 
 @dataclass

@@ -22,12 +22,13 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from vaezoo.batches import Batch
-from vaezoo.errors import VaezooError
-from vaezoo.model import VAE
-from vaezoo.objectives import elbo_objective, log_importance_weights
-from vaezoo.plugins import get_modality, plugin_info
-from vaezoo.recipes import Recipe, apply_overrides, build_recipe
+from vaezoo.core.batches import Batch
+from vaezoo.core.errors import VaezooError
+from vaezoo.core.model import VAE
+from vaezoo.core.objectives import elbo_objective, log_importance_weights
+from vaezoo.plugin.registry import get_modality, plugin_info
+from vaezoo.config.recipe import Recipe, apply_overrides
+from vaezoo.plugin.recipes import build_recipe
 
 IWAE_SAMPLES = 2
 

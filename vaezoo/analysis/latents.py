@@ -11,10 +11,10 @@ from typing import Iterable
 
 import torch
 
-from vaezoo.batches import Batch, batch_labels, to_device
-from vaezoo.data import batches_in, split_batches
-from vaezoo.errors import InputError
-from vaezoo.progress import progress
+from vaezoo.core.batches import Batch, batch_labels, to_device
+from vaezoo.core.data import batches_in, split_batches
+from vaezoo.core.errors import InputError
+from vaezoo.core.progress import progress
 
 
 @dataclass

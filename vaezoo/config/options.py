@@ -25,7 +25,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
-from vaezoo.errors import RecipeError
+from vaezoo.core.errors import RecipeError
 
 _MISSING = dataclasses.MISSING
 

@@ -8,9 +8,9 @@ from typing import Callable, Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from vaezoo.batches import Batch, slice_batch
-from vaezoo.batches import batch_size as examples_in  # batch_size is also a parameter name here
-from vaezoo.errors import InputError
+from vaezoo.core.batches import Batch, slice_batch
+from vaezoo.core.batches import batch_size as examples_in  # batch_size is also a parameter name here
+from vaezoo.core.errors import InputError
 
 
 def split_indices(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:

@@ -15,8 +15,7 @@ A run directory holds:
     samples/                    what the modality's writers produced
     eval.json                   the last `vaezoo eval` (or end-of-training evaluation)
 
-Single files are written to a temporary name in the same folder, flushed to disk (fsync) and
-renamed into place, so a crash or a power loss leaves either the old or the new version.
+Single files are written through ``vaezoo.core.files.atomic_path``.
 
 A checkpoint is several files that must agree, so it is written as a whole: a complete new
 folder (every file carrying the step, each fsynced) appears under ``checkpoints/`` with one
@@ -32,17 +31,17 @@ import random
 import re
 import shutil
 import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 
-from vaezoo.errors import RunDirError
+from vaezoo.core.errors import RunDirError
+from vaezoo.core.files import TEMP_SUFFIX, atomic_path, file_mode, folder_mode, fsync_path, write_text
 
 RECIPE = "recipe.toml"
 CHECKPOINTS = "checkpoints"
@@ -52,55 +51,6 @@ STATE_TENSORS = "trainer_state.safetensors"
 STATE_JSON = "trainer_state.json"
 METRICS = "metrics.jsonl"
 EVAL = "eval.json"
-TEMP_SUFFIX = ".tmp"
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-# -- durable single files -------------------------------------------------------------------
-
-
-def fsync_path(path: Path) -> None:
-    """Flush a file's or a folder's data to the disk (a folder: the names in it, after a rename)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return  # folders cannot be opened on some systems (Windows); nothing more can be done there
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass    # some file systems refuse fsync on folders; the rename itself is still atomic
-    finally:
-        os.close(fd)
-
-
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; when the block succeeds, flush it to disk and
-    rename it over ``path``. A crash at any moment leaves the old file or the new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
-        fsync_path(Path(tmp))
-        os.replace(tmp, path)
-        fsync_path(path.parent)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def write_text(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-
-
-def write_json(path: Path, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
 def save_weights(model: torch.nn.Module, path: Path, metadata: dict[str, Any]) -> None:
@@ -270,9 +220,9 @@ def write_checkpoint(run_dir: Path, *, model: torch.nn.Module, metadata: dict[st
                  "metrics_bytes": metrics_bytes}
         (tmp / STATE_JSON).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
         for name in (MODEL, STATE_TENSORS, STATE_JSON):
-            os.chmod(tmp / name, 0o666 & ~_UMASK)
+            os.chmod(tmp / name, file_mode())
             fsync_path(tmp / name)
-        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700
+        os.chmod(tmp, folder_mode())  # mkdtemp makes 0700
         fsync_path(tmp)
         os.replace(tmp, final)           # the switch: the new checkpoint appears whole
         fsync_path(root)
@@ -408,18 +358,3 @@ def rewind_metrics(path: Path, checkpoint: Checkpoint) -> None:
     # 0.1 checkpoints did not record the length: keep the records up to their step.
     kept = [record for record in read_metrics(path) if record.get("step", 0) <= checkpoint.step]
     write_text(path, "".join(json.dumps(record) + "\n" for record in kept))
-
-
-def is_temporary(path: Path) -> bool:
-    """A temporary file or folder of atomic_path or write_checkpoint (``.NAME.*.tmp``)."""
-    return path.name.startswith(".") and path.name.endswith(TEMP_SUFFIX)
-
-
-def remove_temporaries(run_dir: Path) -> None:
-    """Delete the temporary files and folders a killed process left behind."""
-    found = [p for p in Path(run_dir).rglob(f".*{TEMP_SUFFIX}") if is_temporary(p)]
-    for path in sorted(found, key=lambda p: len(p.parts)):   # a folder before what is inside it
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        elif path.exists() or path.is_symlink():
-            path.unlink(missing_ok=True)

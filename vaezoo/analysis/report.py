@@ -18,12 +18,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
 
-from vaezoo import __version__
-from vaezoo.checkpoints import EVAL, METRICS, RECIPE, read_metrics, write_text
-from vaezoo.curves import CURVES, write_curves
-from vaezoo.errors import RunDirError, VaezooError
-from vaezoo.estimators import EvalResult
-from vaezoo.latent_map import FOLDER as MAP_FOLDER, METHODS
+from vaezoo.core.version import __version__
+from vaezoo.core.files import write_text
+from vaezoo.train.checkpoints import EVAL, METRICS, RECIPE, read_metrics
+from vaezoo.analysis.curves import CURVES, write_curves
+from vaezoo.core.errors import RunDirError, VaezooError
+from vaezoo.core.estimators import EvalResult
+from vaezoo.analysis.latent_map import FOLDER as MAP_FOLDER, METHODS
 
 REPORT = "report.html"
 IMAGE = {".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp"}
@@ -165,8 +166,8 @@ def write_report(run_dir: Path, *, out: Path | None = None, latent_map: bool = T
         written += write_curves(run_dir)
     map_note = None
     if latent_map and not list((run_dir / MAP_FOLDER).glob("*.json")):
-        from vaezoo.latent_map import make_latent_map
-        from vaezoo.runs import open_run
+        from vaezoo.analysis.latent_map import make_latent_map
+        from vaezoo.train.runs import open_run
 
         try:
             _, files = make_latent_map(open_run(run_dir, device=device), echo=echo)
@@ -194,7 +195,7 @@ def write_report(run_dir: Path, *, out: Path | None = None, latent_map: bool = T
         "map_note": map_note,
         "method_names": METHODS,
     }
-    env = Environment(loader=PackageLoader("vaezoo", "templates"), autoescape=True, undefined=StrictUndefined,
+    env = Environment(loader=PackageLoader("vaezoo.analysis", "templates"), autoescape=True, undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True)
     write_text(out, env.get_template("report.html").render(**context))
     return written + [out]

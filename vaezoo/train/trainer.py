@@ -2,7 +2,7 @@
 
 Reads like nanoGPT's: build, then ``for epoch: for batch: forward, backward, step``, with
 the chores around it kept in small helpers: beta and learning rate are pure functions of
-the step (``vaezoo.schedules``), batches come from a seeded sampler per epoch, and the
+the step (``vaezoo.core.schedules``), batches come from a seeded sampler per epoch, and the
 checkpoint holds everything needed to continue bit-for-bit on CPU.
 """
 
@@ -24,35 +24,32 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from vaezoo.batches import to_device
-from vaezoo.checkpoints import (
+from vaezoo.core.batches import to_device
+from vaezoo.train.checkpoints import (
     BEST,
     CHECKPOINTS,
     EVAL,
     METRICS,
     RECIPE,
     Checkpoint,
-    fsync_path,
-    is_temporary,
     load_weights,
     read_checkpoint,
-    remove_temporaries,
     restore_rng,
     restore_optimizer,
     rewind_metrics,
     save_weights,
     write_checkpoint,
-    write_json,
-    write_text,
 )
-from vaezoo.data import batches_in, first_examples, make_loader, random_batches, split_batches
-from vaezoo.distributed import init_distributed
-from vaezoo.errors import RecipeError, RunDirError, TrainingDiverged
-from vaezoo.estimators import EvalResult, evaluate
-from vaezoo.progress import progress
-from vaezoo.recipes import Recipe
-from vaezoo.runs import build_modality, build_vae, pick_device, weights_metadata
-from vaezoo.schedules import KLSchedule, LRSchedule
+from vaezoo.core.files import fsync_path, is_temporary, remove_temporaries, write_json, write_text
+from vaezoo.core.data import batches_in, first_examples, make_loader, random_batches, split_batches
+from vaezoo.train.distributed import init_distributed
+from vaezoo.core.errors import RecipeError, RunDirError, TrainingDiverged
+from vaezoo.core.estimators import EvalResult, evaluate
+from vaezoo.train.evaluation import evaluate_split
+from vaezoo.core.progress import progress
+from vaezoo.config.recipe import Recipe
+from vaezoo.train.runs import build_modality, build_vae, pick_device, weights_metadata
+from vaezoo.core.schedules import KLSchedule, LRSchedule
 
 
 # Optimisers with a fused kernel (one pass over all tensors) on these devices: on CPU it makes
@@ -656,25 +653,7 @@ class Trainer:
             log.write({"split": f"eval/{recipe.eval.split}", "step": state.step, "epoch": state.epoch,
                        **{k: v for k, v in result.as_dict().items() if isinstance(v, (int, float)) and v is not None}})
             files.append(self.run_dir / EVAL)
-        from vaezoo.curves import write_curves  # matplotlib loads only here, once a run ends
+        from vaezoo.analysis.curves import write_curves  # matplotlib loads only here, once a run ends
 
         files += write_curves(self.run_dir)
         return files, result
-
-
-def evaluate_split(modality, vae, split: str, *, device, iw_samples: int | None = None,
-                   max_examples: int | None = None, batch_size: int | None = None, show_progress: bool = True) -> EvalResult:
-    """The full evaluation of one split: core estimators plus the modality's extra metrics,
-    both over the same first ``max_examples`` examples."""
-    cfg = modality.recipe.eval
-    size = batch_size or cfg.batch_size
-    k = cfg.iw_samples if iw_samples is None else iw_samples
-    limit = max_examples if max_examples is not None else (cfg.max_examples or None)
-    batches = split_batches(modality, split, size, limit)
-    if show_progress:
-        batches = progress(batches, desc=f"evaluating {split} (k={k})", total=batches_in(modality, split, size, limit))
-    result = evaluate(vae, batches, iw_samples=k, device=device, chunk_size=cfg.chunk_size, seed=modality.recipe.seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(modality.recipe.seed)
-        result.extra = modality.extra_metrics(vae, split_batches(modality, split, size, limit), result.as_dict())
-    return result

@@ -8,13 +8,14 @@ from typing import Literal, Sequence
 
 import torch
 
-from vaezoo import __version__
-from vaezoo.checkpoints import BEST, RECIPE, latest_weights, load_weights
-from vaezoo.errors import RunDirError
-from vaezoo.modality import Modality
-from vaezoo.model import VAE
-from vaezoo.plugins import get_modality, plugin_info
-from vaezoo.recipes import Recipe, apply_overrides, build_recipe, read_toml
+from vaezoo.core.version import __version__
+from vaezoo.train.checkpoints import BEST, RECIPE, latest_weights, load_weights
+from vaezoo.core.errors import RunDirError
+from vaezoo.plugin.protocol import Modality
+from vaezoo.core.model import VAE
+from vaezoo.plugin.registry import get_modality, plugin_info
+from vaezoo.config.recipe import Recipe, apply_overrides, read_toml
+from vaezoo.plugin.recipes import build_recipe
 
 
 def build_modality(recipe: Recipe, run_dir: Path | None) -> Modality:

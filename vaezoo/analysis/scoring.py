@@ -25,12 +25,12 @@ from typing import Iterable, Sequence
 
 import torch
 
-from vaezoo.batches import Batch, batch_size, slice_batch, to_device
-from vaezoo.checkpoints import atomic_path, write_json
-from vaezoo.errors import InputError, VaezooError
-from vaezoo.estimators import evaluation_mode, iw_log_likelihood
-from vaezoo.objectives import elbo_objective
-from vaezoo.progress import progress
+from vaezoo.core.batches import Batch, batch_size, slice_batch, to_device
+from vaezoo.core.files import atomic_path, write_json
+from vaezoo.core.errors import InputError, VaezooError
+from vaezoo.core.estimators import evaluation_mode, iw_log_likelihood
+from vaezoo.core.objectives import elbo_objective
+from vaezoo.core.progress import progress
 
 
 def anomaly_scores(vae, batches: Iterable[Batch], device, *, k: int = 0, chunk_size: int = 100, seed: int = 0,
@@ -180,7 +180,7 @@ def save_scores(result: ScoreResult, path: Path, labels_path: Path | None = None
 def score_run(run, inputs: Sequence[str], *, split: str = "test", k: int = 0, max_examples: int | None = None,
               seed: int = 0, labels_path: Path | None = None) -> ScoreResult:
     """Score every row of INPUTS (read by the plugin's ``load_inputs``, a batch at a time) or of a split."""
-    from vaezoo.data import batches_in, split_batches
+    from vaezoo.core.data import batches_in, split_batches
 
     size = run.recipe.eval.batch_size
     # Labels are read before the slow part, so a bad label file fails fast.

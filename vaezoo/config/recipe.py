@@ -18,17 +18,15 @@ relative to that file; relative paths given with ``--set`` are relative to the s
 
 from __future__ import annotations
 
-import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Iterable, Literal, Sequence
 
 import tomli_w
 
-from vaezoo.config import did_you_mean, option, parse_section, to_table
-from vaezoo.errors import PluginError, RecipeError
-from vaezoo.plugins import get_modality
+from vaezoo.config.options import did_you_mean, option, parse_section, to_table
+from vaezoo.core.errors import RecipeError
 
 
 @dataclass
@@ -177,21 +175,14 @@ def apply_overrides(raw: dict, overrides: Sequence[str]) -> tuple[dict, set[str]
     return raw, keys
 
 
-def build_recipe(
-    raw: dict, *, source: str, base_dir: Path, cli_keys: set[str] = frozenset(), check_paths: bool = True
+def parse_recipe(
+    raw: dict, *, plugin_sections: dict[str, type], source: str, base_dir: Path, cli_keys: Iterable[str] = frozenset(),
+    check_paths: bool = True,
 ) -> Recipe:
-    """Validate a raw recipe table (after overrides) into a ``Recipe``."""
-    modality = raw.get("modality")
-    if modality is None:
-        raise RecipeError(source, "modality", "is required: the name of an installed modality plugin (see `vaezoo plugins`)")
-    if not isinstance(modality, str):
-        raise RecipeError(source, "modality", f"expected a string, got {modality!r}")
-    try:
-        plugin = get_modality(modality)
-    except PluginError as err:
-        raise RecipeError(source, "modality", str(err)) from None
-
-    allowed = list(TOP_LEVEL) + list(CORE_SECTIONS) + list(plugin.sections)
+    """Validate a raw recipe table (after overrides) into a ``Recipe``, the modality's own
+    sections given by the caller (``vaezoo.plugin.recipes.build_recipe`` asks the registry)."""
+    modality = recipe_modality(raw, source)
+    allowed = list(TOP_LEVEL) + list(CORE_SECTIONS) + list(plugin_sections)
     for key in raw:
         if key not in allowed:
             raise RecipeError(source, key, f"unknown key{did_you_mean(key, allowed)}; allowed: {', '.join(allowed)}")
@@ -207,8 +198,18 @@ def build_recipe(
                              check_paths=check_paths)
 
     core = {key: section(key, cls) for key, cls in CORE_SECTIONS.items()}
-    own = {key: section(key, cls) for key, cls in plugin.sections.items()}
+    own = {key: section(key, cls) for key, cls in plugin_sections.items()}
     return Recipe(modality=modality, name=name, seed=seed, sections=own, source=source, **core)
+
+
+def recipe_modality(raw: dict, source: str) -> str:
+    """The ``modality = "..."`` of a raw recipe, checked to be a string."""
+    modality = raw.get("modality")
+    if modality is None:
+        raise RecipeError(source, "modality", "is required: the name of an installed modality plugin (see `vaezoo plugins`)")
+    if not isinstance(modality, str):
+        raise RecipeError(source, "modality", f"expected a string, got {modality!r}")
+    return modality
 
 
 def read_toml(path: Path, source: str | None = None) -> dict:
@@ -223,52 +224,3 @@ def read_toml(path: Path, source: str | None = None) -> dict:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise RecipeError(source, None, f"not valid TOML: {err}") from None
-
-
-def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
-    """Read, override and validate a recipe file."""
-    path = Path(path)
-    raw, keys = apply_overrides(read_toml(path), overrides)
-    return build_recipe(raw, source=str(path), base_dir=path.resolve().parent, cli_keys=keys)
-
-
-def recipe_dirs(plugins: bool = True) -> list[Path]:
-    """Where `vaezoo recipes` and recipe names look, first match winning: $VAEZOO_RECIPES,
-    ./recipes, the source tree's recipes/, then (with ``plugins``) the folders plugins ship."""
-    from vaezoo.plugins import recipe_folders
-
-    dirs = []
-    if os.environ.get("VAEZOO_RECIPES"):
-        dirs.append(Path(os.environ["VAEZOO_RECIPES"]))
-    dirs.append(Path.cwd() / "recipes")
-    dirs.append(Path(__file__).resolve().parent.parent / "recipes")
-    if plugins:
-        dirs += recipe_folders()
-    seen, out = set(), []
-    for d in dirs:
-        if d.is_dir() and d.resolve() not in seen:
-            seen.add(d.resolve())
-            out.append(d)
-    return out
-
-
-def list_recipes(plugins: bool = True) -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for d in recipe_dirs(plugins):
-        for path in sorted(d.glob("*.toml")):
-            found.setdefault(path.stem, path)
-    return found
-
-
-def resolve_recipe_path(name_or_path: str) -> Path:
-    """A recipe file path, or the name of a recipe in the recipe folders."""
-    path = Path(name_or_path)
-    if path.exists() or path.suffix == ".toml" or "/" in name_or_path:
-        return path
-    # The plugins' folders are searched last, and only when needed: that imports every plugin.
-    known = list_recipes(plugins=False)
-    if name_or_path not in known:
-        known = list_recipes()
-    if name_or_path in known:
-        return known[name_or_path]
-    raise RecipeError(name_or_path, None, f"no such file or recipe{did_you_mean(name_or_path, known)}; recipes: {', '.join(known) or 'none'}")

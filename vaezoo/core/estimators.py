@@ -20,10 +20,10 @@ from typing import Iterable, Iterator
 
 import torch
 
-from vaezoo.batches import Batch, batch_size, slice_batch, to_device
-from vaezoo.distributions import LOG_2PI, DiagonalGaussian
-from vaezoo.model import VAE
-from vaezoo.objectives import log_importance_weights
+from vaezoo.core.batches import Batch, batch_size, slice_batch, to_device
+from vaezoo.core.distributions import LOG_2PI, DiagonalGaussian
+from vaezoo.core.model import VAE
+from vaezoo.core.objectives import log_importance_weights
 
 
 @torch.no_grad()

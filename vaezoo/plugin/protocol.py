@@ -3,7 +3,7 @@
 Subclass ``Modality`` (or provide a class with the same members) and register it in the
 ``vaezoo.modalities`` entry-point group. The core builds one instance per command with the
 resolved recipe and the run directory, then calls the methods below. Shapes use N for the
-batch and D for the latent size; a batch is a dict (see ``vaezoo.batches``).
+batch and D for the latent size; a batch is a dict (see ``vaezoo.core.batches``).
 
 Plugin-API version 1. A plugin states the version it was written for in ``api_version``;
 the core loads plugins whose version equals ``PLUGIN_API_VERSION`` and reports the others
@@ -20,13 +20,13 @@ from safetensors.torch import save_file
 from torch import nn
 from torch.utils.data import Dataset, default_collate
 
-from vaezoo.batches import Batch, as_batch
-from vaezoo.data import first_examples
-from vaezoo.errors import InputError
+from vaezoo.core.batches import Batch, as_batch
+from vaezoo.core.data import first_examples
+from vaezoo.core.errors import InputError
 
 if TYPE_CHECKING:
-    from vaezoo.model import VAE
-    from vaezoo.recipes import Recipe
+    from vaezoo.core.model import VAE
+    from vaezoo.config.recipe import Recipe
 
 PLUGIN_API_VERSION = 1
 SPLITS = ("train", "validation", "test")
@@ -106,7 +106,7 @@ class Modality:
 
     def build_decoder(self) -> nn.Module:
         """``decoder(z) -> distribution`` for z ``[M, D]``: an object with ``log_prob(x, mask)``
-        (summed per example, ``[M]``), ``mean`` and ``sample()``; see ``vaezoo.likelihoods``."""
+        (summed per example, ``[M]``), ``mean`` and ``sample()``; see ``vaezoo.core.likelihoods``."""
         raise NotImplementedError
 
     # -- outputs a person can open -----------------------------------------------------------

@@ -2,7 +2,7 @@
 
 - ``encoder(batch) -> (mean, logvar)``, each ``[N, D]``: the parameters of q(z|x).
 - ``decoder(z) -> distribution`` for ``z`` of shape ``[M, D]``: p(x|z), an object with
-  ``log_prob(x, mask)``, ``mean`` and ``sample()`` (see ``vaezoo.likelihoods``).
+  ``log_prob(x, mask)``, ``mean`` and ``sample()`` (see ``vaezoo.core.likelihoods``).
 
 ``forward`` computes the training objective so that DistributedDataParallel, which wraps
 ``forward``, sees every parameter that takes part in the loss.
@@ -15,9 +15,9 @@ from typing import Literal
 import torch
 from torch import nn
 
-from vaezoo.batches import Batch
-from vaezoo.distributions import DiagonalGaussian, StandardNormal
-from vaezoo.objectives import ObjectiveOutput, elbo_objective, iwae_objective
+from vaezoo.core.batches import Batch
+from vaezoo.core.distributions import DiagonalGaussian, StandardNormal
+from vaezoo.core.objectives import ObjectiveOutput, elbo_objective, iwae_objective
 
 
 def lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -18,9 +18,9 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Literal
 
-from vaezoo.config import did_you_mean
-from vaezoo.errors import PluginError
-from vaezoo.modality import PLUGIN_API_VERSION
+from vaezoo.config.options import did_you_mean
+from vaezoo.core.errors import PluginError
+from vaezoo.plugin.protocol import PLUGIN_API_VERSION
 
 ENTRY_POINT_GROUP = "vaezoo.modalities"
 REQUIRED_MEMBERS = ("name", "api_version", "sections", "dataset", "build_encoder", "build_decoder")
