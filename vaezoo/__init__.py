@@ -27,6 +27,7 @@ _EXPORTS = {
     "to_device": "vaezoo.core.batches",
     "first_examples": "vaezoo.core.data",
     "split_indices": "vaezoo.core.data",
+    "derive_seed": "vaezoo.core.seeds",
     "option": "vaezoo.config.options",
     "atomic_path": "vaezoo.core.files",
     "write_json": "vaezoo.core.files",
@@ -77,6 +78,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from vaezoo.core.distributions import DiagonalGaussian, StandardNormal
     from vaezoo.core.errors import InputError, PluginError, RecipeError, VaezooError
     from vaezoo.core.files import atomic_path, write_json, write_text
+    from vaezoo.core.seeds import derive_seed
     from vaezoo.core.likelihoods import Bernoulli, Categorical, Gaussian, Laplace, Likelihood
     from vaezoo.core.model import VAE
     from vaezoo.plugin.check import CheckReport, check_plugin

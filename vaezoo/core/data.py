@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vaezoo.core.batches import Batch, slice_batch
+from vaezoo.core.seeds import derive_seed
 from vaezoo.core.batches import batch_size as examples_in  # batch_size is also a parameter name here
 from vaezoo.core.errors import InputError
 
@@ -47,7 +48,7 @@ class EpochBatchSampler(Sampler[list[int]]):
 
     def _indices(self) -> list[int]:
         if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            g = torch.Generator().manual_seed(derive_seed(self.seed, "shuffle", self.epoch))
             order = torch.randperm(self.n, generator=g).tolist()
         else:
             order = list(range(self.n))
@@ -93,7 +94,7 @@ def make_loader(
         world_size=world_size, drop_last=drop_last, start=start,
     )
     # Worker seeds come from this generator, not the global RNG, so loading never shifts training noise.
-    generator = torch.Generator().manual_seed(seed * 7919 + epoch)
+    generator = torch.Generator().manual_seed(derive_seed(seed, "workers", epoch))
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers, generator=generator)
 
 

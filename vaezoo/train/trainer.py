@@ -50,6 +50,7 @@ from vaezoo.core.progress import progress
 from vaezoo.config.recipe import Recipe
 from vaezoo.train.runs import build_modality, build_vae, pick_device, weights_metadata
 from vaezoo.core.schedules import KLSchedule, LRSchedule
+from vaezoo.core.seeds import derive_seed
 
 
 # Optimisers with a fused kernel (one pass over all tensors) on these devices: on CPU it makes
@@ -347,7 +348,7 @@ class Trainer:
 
         def encoder_batches(step: int):
             # Fresh batches for the aggressive inner loop, seeded by the step so a resume repeats them.
-            return random_batches(train_set, collate, cfg.batch_size, seed=(recipe.seed * 1_000_003 + step) * 1009 + ctx.rank)
+            return random_batches(train_set, collate, cfg.batch_size, seed=derive_seed(recipe.seed, "encoder-batches", step, ctx.rank))
 
         batches_per_epoch = train_loader(0, 0).batch_sampler.total()
         steps_per_epoch = -(-batches_per_epoch // cfg.grad_accum)

@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import Dataset
 
 from vaezoo import SPLITS, InputError
-from vaezoo.core.data import split_indices
+from vaezoo import split_indices
 
 from vaezoo_audio.config import DataConfig
 from vaezoo_audio.features import FrontEnd, Normalizer

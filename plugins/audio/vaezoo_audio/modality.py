@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 
 import vaezoo
 from vaezoo import InputError, Modality, VaezooError
-from vaezoo.core.batches import to_device
+from vaezoo import to_device
 
 from vaezoo_audio import writers
 from vaezoo_audio.config import DataConfig, FeaturesConfig, InversionConfig, ModelConfig

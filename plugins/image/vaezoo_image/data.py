@@ -23,8 +23,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset, default_collate
 
-from vaezoo import SPLITS, InputError
-from vaezoo.core.data import split_indices
+from vaezoo import SPLITS, InputError, derive_seed, split_indices
 
 from vaezoo_image.config import DataConfig
 
@@ -176,7 +175,7 @@ class ImageDataset(Dataset):
         i = self.indices[position]
         x = self.raw(i).float() / 255.0
         if self.binarize == "dynamic":
-            generator = None if self.fixed_seed is None else torch.Generator().manual_seed(self.fixed_seed * 1_000_003 + i)
+            generator = None if self.fixed_seed is None else torch.Generator().manual_seed(derive_seed(self.fixed_seed, "binarize", i))
             x = torch.bernoulli(x, generator=generator)
         item = {"x": x}
         if self.labels is not None:

@@ -65,7 +65,7 @@ class ImageModality(Modality):
             x = data.load_image(Path(item), d.size, d.color).float() / 255.0
             if d.binarize == "dynamic":
                 # One fixed draw per input position, like the validation and test splits.
-                x = torch.bernoulli(x, generator=torch.Generator().manual_seed(d.split_seed * 1_000_003 + i))
+                x = torch.bernoulli(x, generator=torch.Generator().manual_seed(vaezoo.derive_seed(d.split_seed, "binarize", i)))
             images.append(x)
         if not images:
             raise InputError("no input images given")

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from vaezoo import InputError
-from vaezoo.core.data import split_indices
+from vaezoo import split_indices
 
 from vaezoo_text.config import DataConfig
 
