@@ -28,6 +28,7 @@ def test_roc_auc_hand_cases():
     # One anomalous at 2 against normals 1, 2, 3: one win, one tie, one loss -> 1.5 / 3.
     assert roc_auc([1, 2, 3, 2], [0, 0, 0, 1]) == 0.5
     assert roc_auc([float("inf"), 1.0, 2.0], [1, 0, 0]) == 1.0
+    assert roc_auc([float("-inf"), float("inf"), 2.0, float("inf")], [1, 0, 0, 1]) == 0.375  # 0 + 0 + 1/2 + 1 of 4
 
 
 def test_roc_auc_matches_sklearn_with_many_ties():
@@ -42,6 +43,8 @@ def test_roc_auc_needs_both_kinds_of_input():
         roc_auc([0.3], [1])
     with pytest.raises(ValueError, match="3 scores but 2 labels"):
         roc_auc([1, 2, 3], [0, 1])
+    with pytest.raises(ValueError, match="a score is NaN"):
+        roc_auc([1.0, float("nan"), 3.0], [0, 1, 1])
 
 
 @pytest.mark.parametrize("text, message", [

@@ -24,19 +24,25 @@ FOLDER = "latent-map"
 
 
 def pca_2d(x: torch.Tensor) -> tuple[torch.Tensor, list[float]]:
-    """Project ``[N, D]`` onto its first two principal axes; returns the points and the share
-    of variance each axis explains. Signs are fixed (largest loading positive) so the same
-    data always gives the same picture. D = 1 gives a second coordinate of zeros."""
-    centered = x.double() - x.double().mean(0)
-    _, s, vh = torch.linalg.svd(centered, full_matrices=False)
-    axes = vh[:2]
+    """Project ``[N, D]`` onto its first two principal axes (scikit-learn's exact PCA); returns
+    the points and the share of variance each axis explains. Signs are fixed (each axis's
+    largest loading positive) so the same data always gives the same picture, whatever the
+    scikit-learn version. D = 1 gives a second coordinate of zeros; fewer than two points, or
+    points that all coincide, give zeros and shares of 0."""
+    from sklearn.decomposition import PCA
+
+    x = x.detach().double().cpu()
+    n, d = x.shape
+    if n < 2 or not (x - x.mean(0)).any():
+        return torch.zeros(n, 2), [0.0, 0.0]
+    pca = PCA(n_components=min(2, d, n), svd_solver="full").fit(x.numpy())
+    axes = torch.from_numpy(pca.components_)                                 # [2 or 1, D]
     signs = axes.gather(1, axes.abs().argmax(1, keepdim=True)).sign()
     axes = axes * torch.where(signs == 0, torch.ones_like(signs), signs)
-    points = centered @ axes.T
+    points = (x - torch.from_numpy(pca.mean_)) @ axes.T
     if points.shape[1] < 2:
         points = torch.cat([points, torch.zeros_like(points)], 1)
-    variance = s**2
-    share = (variance[:2] / variance.sum().clamp_min(1e-300)).tolist()
+    share = [float(v) for v in pca.explained_variance_ratio_]
     return points.float(), share + [0.0] * (2 - len(share))
 
 
@@ -152,10 +158,13 @@ def make_latent_map(run, *, split: str = "test", method: str = "pca", color_by: 
     title = f"{run.recipe.name}: {METHODS[method]} of posterior means, {split} split, {len(points)} points"
     if ari is not None:
         title += f"\nk-means ({len(torch.unique(assigned))} clusters) vs labels: ARI {ari:.3f}"
-    names = run.modality.label_names if color_by == "label" else None
-    png = draw(points, labels if color_by == "label" else assigned, names, title, color_by, stem.with_suffix(".png"))
+    # The one call of the plugin's label_names: on the run's modality, after encoding the split,
+    # only when its batches carry labels (names for the legend and the JSON).
+    names = run.modality.label_names if labels is not None else None
+    png = draw(points, labels if color_by == "label" else assigned, names if color_by == "label" else None, title,
+               color_by, stem.with_suffix(".png"))
     points_csv = write_points(stem.with_suffix(".csv"), points, labels, assigned)
     result = LatentMap(split, method, len(points), latents.mean.shape[1], color_by, int(len(torch.unique(assigned))),
-                       ari, share, run.modality.label_names if labels is not None else None, png.name, points_csv.name)
+                       ari, share, names, png.name, points_csv.name)
     write_json(stem.with_suffix(".json"), asdict(result))
     return result, [png, points_csv, stem.with_suffix(".json")]

@@ -51,8 +51,11 @@ def roc_auc(scores: Sequence[float] | torch.Tensor, anomalous: Sequence[int] | t
     """Area under the ROC curve of ``scores`` for telling anomalous (1) from normal (0) inputs.
 
     Equals the probability that a random anomalous input scores above a random normal one,
-    ties counting one half: the Mann-Whitney U statistic over n1 * n0, from average ranks.
+    ties counting one half (scikit-learn's ``roc_auc_score``). Raises ``ValueError`` for a
+    length mismatch, a NaN score, or labels of one kind only, where the AUC is undefined.
     """
+    from sklearn.metrics import roc_auc_score
+
     scores = torch.as_tensor(scores, dtype=torch.float64).flatten()
     positive = torch.as_tensor(anomalous).flatten().bool()
     if len(scores) != len(positive):
@@ -63,11 +66,10 @@ def roc_auc(scores: Sequence[float] | torch.Tensor, anomalous: Sequence[int] | t
     n0 = len(positive) - n1
     if n1 == 0 or n0 == 0:
         raise ValueError(f"the ROC AUC needs anomalous and normal inputs; got {n1} anomalous and {n0} normal")
-    _, inverse, counts = torch.unique(scores, sorted=True, return_inverse=True, return_counts=True)
-    # Tied values share the mean of the 1-based ranks they span: last rank - (count - 1) / 2.
-    mean_rank = counts.cumsum(0).double() - (counts.double() - 1) / 2
-    rank_sum = mean_rank[inverse][positive].sum().item()
-    return (rank_sum - n1 * (n1 + 1) / 2) / (n1 * n0)
+    # The AUC depends only on the order of the scores. scikit-learn refuses infinities (an input
+    # the model finds impossible scores +inf), so it is given the scores' dense ranks, ties kept.
+    _, ranks = torch.unique(scores, sorted=True, return_inverse=True)
+    return float(roc_auc_score(positive.numpy(), ranks.numpy()))
 
 
 def read_labels(path: Path) -> dict[str, int]:
