@@ -1,10 +1,11 @@
-"""WAV files (soundfile) and PNG pictures of mel spectrograms (Pillow), for a person to open.
+"""WAV files (soundfile) and PNG pictures of mel spectrograms, for a person to open.
 
 WAV: 16-bit PCM at the recipe's sample rate; a waveform whose peak exceeds 0.99 is scaled
 down to it (never up), so nothing clips and quiet outputs stay quiet.
 
-PNG: a grid of spectrograms, low frequencies at the bottom, time to the right, each cell
-``SCALE`` pixels per frame and mel band, cells separated by ``PAD`` pixels of mid gray.
+PNG: a grid of spectrograms (laid out by the core's ``vaezoo.save_png_grid``), low
+frequencies at the bottom, time to the right, each cell ``SCALE`` pixels per frame and mel
+band, cells separated by ``PAD`` pixels of mid gray.
 Colours map dB through a fixed ramp (black - purple - orange - pale yellow) over the
 ``DYNAMIC_RANGE_DB`` below the loudest value of the whole picture, so cells compare.
 """
@@ -12,16 +13,16 @@ Colours map dB through a fixed ramp (black - purple - orange - pale yellow) over
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import soundfile as sf
 import torch
-from PIL import Image
 
+from vaezoo import save_png_grid
 from vaezoo_audio.features import DB_PER_NEPER
 
 PAD = 2
-PAD_VALUE = 128
 SCALE = 2
 DYNAMIC_RANGE_DB = 80.0
 PEAK = 0.99
@@ -37,27 +38,31 @@ def colorize(values: np.ndarray) -> np.ndarray:
     return np.round(_RAMP[low] * (1 - frac) + _RAMP[low + 1] * frac).astype(np.uint8)
 
 
-def spectrogram_grid(rows: list[torch.Tensor], columns: int) -> Image.Image:
-    """Rows of spectrograms (each ``[n <= columns, (1,) n_mels, T]``, natural log of power) in one picture."""
-    cells = [(r, c, cell) for r, row in enumerate(rows) for c, cell in enumerate(row)]
-    db = [(cell.detach().float().cpu().reshape(-1, cell.shape[-1]) * DB_PER_NEPER).numpy() for _, _, cell in cells]
-    top = max(float(d.max()) for d in db)
-    mels, frames = db[0].shape
-    h, w = mels * SCALE, frames * SCALE
-    canvas = np.full((len(rows) * h + (len(rows) + 1) * PAD, columns * w + (columns + 1) * PAD, 3), PAD_VALUE, dtype=np.uint8)
-    for (r, c, _), values in zip(cells, db):
-        scaled = (values - (top - DYNAMIC_RANGE_DB)) / DYNAMIC_RANGE_DB
-        image = colorize(np.repeat(np.repeat(scaled[::-1], SCALE, 0), SCALE, 1))   # low bands at the bottom
-        top_px, left = PAD + r * (h + PAD), PAD + c * (w + PAD)
-        canvas[top_px : top_px + h, left : left + w] = image
-    return Image.fromarray(canvas)
+class SpectrogramGrid(NamedTuple):
+    rows: list[list[np.ndarray]]   # RGB cells, uint8 [3, h, w]
+    columns: int
 
 
-def save_png(image: Image.Image, stem: Path) -> Path:
-    path = Path(f"{stem}.png")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
-    return path
+def spectrogram_grid(rows: list[torch.Tensor], columns: int) -> SpectrogramGrid:
+    """Rows of spectrograms (each ``[n <= columns, (1,) n_mels, T]``, natural log of power),
+    coloured on one dB scale for the whole picture, ready for ``save_png``."""
+    db = [[(cell.detach().float().cpu().reshape(-1, cell.shape[-1]) * DB_PER_NEPER).numpy() for cell in row]
+          for row in rows]
+    top = max(float(d.max()) for row in db for d in row)
+    coloured = []
+    for row in db:
+        cells = []
+        for values in row:
+            scaled = (values - (top - DYNAMIC_RANGE_DB)) / DYNAMIC_RANGE_DB
+            image = colorize(np.repeat(np.repeat(scaled[::-1], SCALE, 0), SCALE, 1))   # low bands at the bottom
+            cells.append(image.transpose(2, 0, 1))
+        coloured.append(cells)
+    return SpectrogramGrid(coloured, columns)
+
+
+def save_png(grid: SpectrogramGrid, stem: Path) -> Path:
+    """``STEM.png`` from ``spectrogram_grid``."""
+    return save_png_grid(grid.rows, Path(f"{stem}.png"), columns=grid.columns, pad=PAD)
 
 
 def save_wav(wave: torch.Tensor, sample_rate: int, path: Path) -> Path:
