@@ -73,15 +73,3 @@ def slice_batch(batch: Batch, index: slice | list[int] | torch.Tensor) -> Batch:
             out[key] = value
     return out
 
-
-def concat_batches(batches: list[Batch]) -> Batch:
-    out = {}
-    for key in batches[0]:
-        values = [b[key] for b in batches]
-        if isinstance(values[0], torch.Tensor):
-            out[key] = torch.cat(values)
-        elif isinstance(values[0], list):
-            out[key] = [item for v in values for item in v]
-        else:
-            out[key] = values[0]
-    return out
