@@ -20,7 +20,25 @@ import torch.nn.functional as F
 
 
 class Likelihood:
-    """Shared masking and per-example summation; subclasses give element-wise log-densities."""
+    """Base of the decoder distributions: shared masking and per-example summation.
+
+    A subclass implements ``elementwise_log_prob``, ``mean`` and ``sample``; ``log_prob`` is
+    inherited. Shapes: M is the number of rows decoded (dimension 0), ``*X`` the shape of one
+    example x (``[C, H, W]`` for images, ``[T]`` for tokens, ``[F]`` for table columns).
+
+    Members (what the core calls on any decoder distribution):
+        log_prob(x, mask=None) (`torch.Tensor`, `[M]`):
+            log p(x|z) in nats, summed over every non-batch dimension. ``x`` is ``[M, *X]``;
+            ``mask`` (``None``, or broadcastable to ``[M, *X]``, 1 = observed) drops entries
+            from the sum, and their values (even NaN) never reach the result or its gradients.
+        elementwise_log_prob(x) (`torch.Tensor`, `[M, *X]`):
+            the log-density of each element, unmasked and unsummed.
+        mean (`torch.Tensor`, `[M, *X]`):
+            the expected value of x (what the writers show).
+        sample(generator=None) (`torch.Tensor`, `[M, *X]`):
+            one draw of x, from ``generator`` when given (else torch's global RNG); not
+            differentiable.
+    """
 
     def elementwise_log_prob(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -45,7 +63,14 @@ class Likelihood:
 
 
 class Bernoulli(Likelihood):
-    """Bernoulli with logits; x may be binary or an intensity in [0, 1] (continuous cross-entropy)."""
+    """Bernoulli with logits; x may be binary or an intensity in [0, 1] (continuous cross-entropy).
+
+    Attributes:
+        logits (`torch.Tensor`, `[M, *X]`):
+            log-odds of a 1 for every element of x; ``mean`` is ``sigmoid(logits)``, the
+            probability of a 1 (of a white pixel, for images), and ``sample()`` gives 0s and
+            1s in the logits' dtype.
+    """
 
     def __init__(self, logits: torch.Tensor):
         self.logits = logits
@@ -62,7 +87,16 @@ class Bernoulli(Likelihood):
 
 
 class Gaussian(Likelihood):
-    """Normal(loc, exp(log_scale)); ``log_scale`` broadcasts (a fixed scalar or a learned tensor)."""
+    """Normal(loc, exp(log_scale)) for every element of a real-valued x.
+
+    Attributes:
+        loc (`torch.Tensor`, `[M, *X]`):
+            the mean of every element; ``mean`` returns it.
+        log_scale (`torch.Tensor`, a scalar or any shape broadcasting to `[M, *X]`):
+            the log standard deviation: a fixed number (given as a float, stored as a 0-d
+            tensor in ``loc``'s dtype and device) or a learned tensor such as an
+            ``nn.Parameter`` of one value per channel or column (``[C, 1, 1]``, ``[F]``).
+    """
 
     def __init__(self, loc: torch.Tensor, log_scale: torch.Tensor | float = 0.0):
         self.loc = loc
@@ -82,7 +116,15 @@ class Gaussian(Likelihood):
 
 
 class Laplace(Likelihood):
-    """Laplace(loc, exp(log_scale)): an L1 reconstruction term with a proper normaliser."""
+    """Laplace(loc, exp(log_scale)): an L1 reconstruction term with a proper normaliser.
+
+    Attributes:
+        loc (`torch.Tensor`, `[M, *X]`):
+            the location (median and mean) of every element; ``mean`` returns it.
+        log_scale (`torch.Tensor`, a scalar or any shape broadcasting to `[M, *X]`):
+            the log of the scale b (the standard deviation is ``sqrt(2) * b``); fixed or
+            learned, as for ``Gaussian``.
+    """
 
     def __init__(self, loc: torch.Tensor, log_scale: torch.Tensor | float = 0.0):
         self.loc = loc
@@ -102,9 +144,25 @@ class Laplace(Likelihood):
 
 
 class Categorical(Likelihood):
-    """Categorical over the last dimension of ``logits`` (e.g. ``[N, T, V]`` for tokens).
+    """Categorical over the last dimension of ``logits`` (e.g. ``[M, T, V]`` for tokens).
 
-    ``pad_index`` masks every position whose target equals it, on top of any explicit mask.
+    x holds class indices of shape ``[M, *X]`` (any dtype; ``.long()`` is taken), one
+    dimension fewer than the logits. Half-precision logits are upcast to float32 for the
+    log-softmax.
+
+    Attributes:
+        logits (`torch.Tensor`, `[M, *X, K]`):
+            unnormalised log-probabilities of the K classes at every position.
+        pad_index (`int` or `None`):
+            a class index that marks padding: every position whose target equals it is
+            masked out of ``log_prob``, on top of any explicit mask.
+        probs (`torch.Tensor`, `[M, *X, K]`):
+            the class probabilities, ``softmax(logits)``; ``mean`` returns them (the expected
+            one-hot vector), so ``mean`` has one more dimension than x.
+        mode (`torch.Tensor`, `[M, *X]`, int64):
+            the most likely class at every position (the argmax of the logits).
+        sample(generator=None) (`torch.Tensor`, `[M, *X]`, int64):
+            one class index drawn per position.
     """
 
     def __init__(self, logits: torch.Tensor, pad_index: int | None = None):
