@@ -6,10 +6,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from vaezoo.core.objectives import elbo_objective
 from vaezoo.train.checkpoints import latest_weights
 from vaezoo.plugin.recipes import load_recipe
 from vaezoo.train.runs import build_modality, build_vae
-from vaezoo.train.trainer import AGGRESSIVE_BLOCK, Trainer, keep_gradients_of, make_optimizer, parameter_groups
+from vaezoo.train.hooks import AGGRESSIVE_BLOCK
+from vaezoo.train.optim import keep_gradients_of, make_optimizer, parameter_groups
+from vaezoo.train.trainer import Trainer
 
 AGGRESSIVE = ["eval.at_end=false", "train.samples=0", "train.aggressive_encoder=true", "train.aggressive_max_inner=40"]
 
@@ -27,7 +30,7 @@ def test_a_step_can_move_one_side_alone(tiny_recipe, tmp_path, side):
     assert [g["name"] for g in optimizer.param_groups] == ["encoder", "decoder"]
     before = {k: v.clone() for k, v in vae.state_dict().items()}
     batch = {"x": torch.randn(8, 6)}
-    vae(batch, beta=1.0).loss.backward()
+    elbo_objective(vae, batch, beta=1.0).loss.backward()
     keep_gradients_of(optimizer, side)
     optimizer.step()
     after = vae.state_dict()
@@ -39,14 +42,14 @@ def test_a_step_can_move_one_side_alone(tiny_recipe, tmp_path, side):
 def test_phase_trains_the_encoder_in_blocks_and_ends_when_mi_stops_rising(tiny_recipe, tmp_path, monkeypatch):
     # Validation MI per epoch: rises, rises, falls -> the phase ends after epoch 3, for good.
     mi = iter([1.0, 2.0, 1.5, 3.0])
-    real_validate = Trainer._validate
+    real_validate = Trainer.validate_now
 
     def validate_with_scripted_mi(self, *args, **kwargs):
         result = real_validate(self, *args, **kwargs)
         result.mutual_information = next(mi)
         return result
 
-    monkeypatch.setattr(Trainer, "_validate", validate_with_scripted_mi)
+    monkeypatch.setattr(Trainer, "validate_now", validate_with_scripted_mi)
     messages = []
     run = tmp_path / "run"
     recipe = load_recipe(tiny_recipe, [*AGGRESSIVE, "train.epochs=4"])
@@ -60,8 +63,8 @@ def test_phase_trains_the_encoder_in_blocks_and_ends_when_mi_stops_rising(tiny_r
     events = [r for r in lines if r["split"] == "event"]
     assert [(e["event"], e["step"], e["mutual_information"]) for e in events] == [("aggressive_off", 24, 1.5)]
     assert any("aggressive encoder updates off from step 24" in m for m in messages)
-    progress = json.loads((latest_weights(run).parent / "trainer_state.json").read_text())["progress"]
-    assert progress["aggressive"] is False
+    hooks = json.loads((latest_weights(run).parent / "trainer_state.json").read_text())["hooks"]
+    assert hooks["aggressive"]["aggressive"] is False
 
 
 def test_aggressive_run_resumes_exactly(tiny_recipe, tmp_path):
@@ -91,4 +94,4 @@ def test_the_switch_can_change_when_resuming(tiny_recipe, tmp_path):
     train = [r for r in metrics(run) if r["split"] == "train"]
     assert all(r["encoder_steps"] > 0 for r in train if r["step"] <= 8)
     assert all("encoder_steps" not in r for r in train if r["step"] > 8)   # switched off: no inner loop
-    assert json.loads((latest_weights(run).parent / "trainer_state.json").read_text())["progress"]["aggressive"] is False
+    assert json.loads((latest_weights(run).parent / "trainer_state.json").read_text())["hooks"]["aggressive"]["aggressive"] is False

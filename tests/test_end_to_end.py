@@ -1,6 +1,7 @@
 """The whole path on the tiny modality: train -> checkpoint -> resume -> sample -> eval -> encode."""
 
 import hashlib
+from functools import partial
 import json
 import math
 import os
@@ -53,15 +54,15 @@ def test_train_writes_a_complete_run_directory(trained):
     for name in ["recipe.toml", "best.safetensors", "metrics.jsonl", "eval.json", "samples/prior.csv"]:
         assert (run / name).exists(), name
     assert "IW-NLL (k=20)" in output and "active units" in output
-    # One checkpoint folder (the third, after the third epoch), holding all its pieces.
+    # One checkpoint folder (the last of those taken at each epoch's end and the run's end), holding all its pieces.
     (checkpoint,) = (run / "checkpoints").iterdir()
-    assert checkpoint.name == "000003-step-24"
+    assert checkpoint.name == "000004-step-24"
     assert sorted(p.name for p in checkpoint.iterdir()) == ["model.safetensors", "trainer_state.json",
                                                              "trainer_state.safetensors"]
     with safe_open(str(checkpoint / "model.safetensors"), framework="pt") as f:
         meta = f.metadata()
     assert meta["vaezoo_version"] == __version__ and meta["modality"] == "tiny_modality:TinyVectors"
-    assert meta["step"] == "24" and meta["plugin_api_version"] == "1"
+    assert meta["step"] == "24" and meta["plugin_api_version"] == "1.1"
     train = records(run, "train")
     assert [r["step"] for r in train] == list(range(1, 25))            # log_every = 1, 3 epochs of 8
     assert train[-1]["loss"] < train[0]["loss"]                          # it learns
@@ -80,7 +81,7 @@ def test_train_writes_a_complete_run_directory(trained):
     assert any(k.startswith("optimizer.") for k in load_file(str(checkpoint / "trainer_state.safetensors")))
     # eval.json says which weights it measured, as `vaezoo eval --json` does.
     figures = json.loads((run / "eval.json").read_text())
-    assert figures["weights"] == "best" and figures["weights_step"] == state["progress"]["best_step"]
+    assert figures["weights"] == "best" and figures["weights_step"] == state["hooks"]["validation"]["best_step"]
 
 
 @pytest.mark.parametrize("stop_at", [11, 16], ids=["mid-epoch", "epoch-end"])
@@ -218,7 +219,7 @@ def test_datasets_may_build_whole_batches(tiny_recipe, tmp_path):
     from vaezoo import Modality
 
     x = tiny_modality.make_points(40, 6, 0.1, seed=0)
-    collate = Modality(load_recipe(tiny_recipe)).collate   # the base class's default collate
+    collate = partial(Modality.collate, None)   # the base class's default collate (it reads no state)
     fast = list(make_loader(Batched(x), collate, 16, shuffle=True, seed=1))
     slow = list(make_loader([{"x": row} for row in x], collate, 16, shuffle=True, seed=1))
     assert len(fast) == len(slow) == 3

@@ -1,13 +1,14 @@
 """KL schedules, learning-rate schedules, free bits and the two training objectives."""
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import nn
 
 from vaezoo import VAE, Gaussian
-from vaezoo.core.objectives import elbo_objective, free_bits_kl, iwae_objective, log_importance_weights
+from vaezoo.core.objectives import build_objective, elbo_objective, free_bits_kl, iwae_objective, log_importance_weights
 from vaezoo.core.schedules import KLSchedule, LRSchedule
 
 
@@ -103,10 +104,16 @@ def test_iwae_objective_is_logmeanexp_of_weights():
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in vae.parameters())
 
 
-def test_vae_forward_dispatches_and_interpolates():
+def test_objectives_by_name_wrap_the_vae_and_interpolate():
     vae = make_vae()
     batch = {"x": torch.randn(3, 5)}
-    assert vae(batch, objective="iwae", iwae_samples=3).bound.shape == (3,)
+    iwae = build_objective("iwae", vae, SimpleNamespace(iwae_samples=3))
+    assert iwae(batch).bound.shape == (3,) and iwae.vae is vae
+    assert {name for name, _ in iwae.named_parameters()} == {f"vae.{name}" for name, _ in vae.named_parameters()}
+    out = vae(batch)                                   # the VAE alone: one pass, no objective
+    assert out.z.shape == (3, 3) and out.likelihood.mean.shape == (3, 5)
+    with pytest.raises(ValueError, match="unknown objective 'elbow'; known: elbo, iwae"):
+        build_objective("elbow", vae)
     a, b = {"x": torch.randn(2, 5)}, {"x": torch.randn(2, 5)}
     for method in ("linear", "spherical"):
         z, px = vae.interpolate(a, b, steps=5, method=method)

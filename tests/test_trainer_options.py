@@ -55,7 +55,7 @@ def test_early_stopping_and_validation_every_n_steps(tiny_recipe, tmp_path):
     assert [r["step"] for r in split(lines, "validation")] == [4, 8, 12]
     assert result.steps == 12
     state = json.loads((latest_weights(tmp_path / "run").parent / "trainer_state.json").read_text())
-    assert state["progress"]["best_step"] == 4 and state["progress"]["bad_validations"] == 2
+    assert state["hooks"]["validation"]["best_step"] == 4 and state["hooks"]["validation"]["bad_validations"] == 2
 
 
 def test_max_steps_and_sgd(tiny_recipe, tmp_path):
@@ -109,7 +109,7 @@ def test_collapse_warning_only_for_models_that_use_z(tiny_recipe, tmp_path, monk
 
 @pytest.mark.parametrize("name", ["adam", "adamw", "sgd", "rmsprop"])
 def test_fused_optimizer_kernel_matches_the_plain_one(tiny_recipe, tmp_path, name):
-    from vaezoo.train.trainer import FUSED_OPTIMIZERS, make_optimizer
+    from vaezoo.train.optim import FUSED_OPTIMIZERS, make_optimizer
 
     recipe = load_recipe(tiny_recipe, [f"train.optimizer=\"{name}\""])
     params = [torch.nn.Parameter(torch.randn(3, 4))]

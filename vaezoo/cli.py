@@ -181,7 +181,9 @@ def train(recipe: str | None, overrides, run_dir: Path | None, resume: Path | No
         return
     if result.eval is not None:
         _print_table(result.eval.table())
-    _echo_files(result.files)
+    from vaezoo.analysis.curves import write_curves  # matplotlib loads only here, once a run ends
+
+    _echo_files(result.files + write_curves(result.run_dir))
     click.echo(f"run: {result.run_dir}")
 
 

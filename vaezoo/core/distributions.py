@@ -44,6 +44,23 @@ class DiagonalGaussian:
         """log q(z), summed over the last dimension; ``z`` may carry extra leading dims."""
         return -0.5 * (LOG_2PI + self.logvar + (z - self.mean) ** 2 / self.variance).sum(-1)
 
+    def cross_log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log q_m(z_i) for every draw ``z`` ``[S, D]`` under every one of the ``N`` Gaussians of a
+        batch (``mean`` ``[N, D]``): ``[S, N]``, the densities of a mixture's components.
+
+        The same density as ``log_prob``, written as one matrix product over the expanded
+        square instead of an ``[S, N, D]`` tensor of differences; in float64 and with the
+        means centred (log densities do not change under a common shift), so the expanded
+        terms lose no precision to cancellation.
+        """
+        mean, logvar, z = self.mean.double(), self.logvar.double(), z.double()
+        centre = mean.mean(0)
+        mean, z = mean - centre, z - centre
+        precision = torch.exp(-logvar)
+        weights = torch.cat([-0.5 * precision, mean * precision], 1).T                 # [2D, N]
+        const = -0.5 * (mean.shape[-1] * LOG_2PI + logvar.sum(-1) + (mean**2 * precision).sum(-1))
+        return torch.addmm(const, torch.cat([z**2, z], 1), weights)
+
     def entropy(self) -> torch.Tensor:
         return 0.5 * (LOG_2PI + 1 + self.logvar).sum(-1)
 

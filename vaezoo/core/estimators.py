@@ -21,9 +21,9 @@ from typing import Iterable, Iterator
 import torch
 
 from vaezoo.core.batches import Batch, batch_size, slice_batch, to_device
-from vaezoo.core.distributions import LOG_2PI, DiagonalGaussian
+from vaezoo.core.distributions import DiagonalGaussian
 from vaezoo.core.model import VAE
-from vaezoo.core.objectives import log_importance_weights
+from vaezoo.core.objectives import elbo_terms, log_importance_weights
 
 
 @torch.no_grad()
@@ -60,23 +60,15 @@ def mutual_information(q: DiagonalGaussian, *, samples: int = MI_SAMPLES, chunk_
     larger, and it can cross log N.) Costs O(draws * N * D), in chunks of about
     ``chunk_elements`` pairs (8 MB of float64 each).
     """
-    mean, logvar = q.mean.double(), q.logvar.double()
-    n, d = mean.shape
-    # log q(z|x_m) is shift-invariant; centring keeps the terms of the expanded square below
-    # small, so their sum loses no precision to cancellation.
-    mean = mean - mean.mean(0)
-    precision = torch.exp(-logvar)
-    # log q(z|x_m) = [z^2, z] . [-0.5 prec_m, mu_m prec_m] + const_m: the [draws, N] table of all
-    # pairs is one matrix product, not a [draws, N, D] tensor of differences.
-    weights = torch.cat([-0.5 * precision, mean * precision], 1).T
-    const = -0.5 * (d * LOG_2PI + logvar.sum(-1) + (mean**2 * precision).sum(-1))
+    q = DiagonalGaussian(q.mean.double(), q.logvar.double())
+    n, d = q.mean.shape
     draws = math.ceil(samples / n) * n  # the same number of draws for every example
     rows = max(1, chunk_elements // n)
-    total = torch.zeros((), dtype=torch.float64, device=mean.device)
+    total = torch.zeros((), dtype=torch.float64, device=q.mean.device)
     for start in range(0, draws, rows):
-        owner = torch.arange(start, min(start + rows, draws), device=mean.device) % n  # x_n each z comes from
-        z = mean[owner] + torch.exp(0.5 * logvar[owner]) * torch.randn(len(owner), d, dtype=mean.dtype, device=mean.device)
-        log_q = torch.addmm(const, torch.cat([z**2, z], 1), weights)  # [rows, N]: log q(z_i|x_m)
+        owner = torch.arange(start, min(start + rows, draws), device=q.mean.device) % n  # x_n each z comes from
+        z = q[owner].rsample()
+        log_q = q.cross_log_prob(z)  # [rows, N]: log q(z_i|x_m)
         # own entry from the same table as the log-sum-exp, so identical posteriors cancel exactly
         total += (log_q.gather(1, owner.unsqueeze(1)).squeeze(1) - torch.logsumexp(log_q, 1)).sum()
     mi = total / draws + math.log(n)
@@ -173,13 +165,11 @@ def evaluate(
             if max_examples is not None and n + batch_size(batch) > max_examples:
                 batch = slice_batch(batch, slice(0, max_examples - n))
             b = batch_size(batch)
-            q = vae.encode(batch)
-            rec = vae.decode(q.rsample()).log_prob(batch["x"], batch.get("mask"))
-            kl_dim = q.kl_per_dim()
-            kl = kl_dim.sum(-1)
-            totals["rec"] += rec.sum().item()
-            totals["kl"] += kl.sum().item()
-            totals["elbo"] += (rec - kl).sum().item()
+            terms = elbo_terms(vae, batch)   # the same terms training optimises
+            q, kl_dim = terms.posterior, terms.kl_per_dim
+            totals["rec"] += terms.reconstruction.sum().item()
+            totals["kl"] += terms.kl.sum().item()
+            totals["elbo"] += terms.elbo.sum().item()
             if iw_samples > 0:
                 totals["ll"] += iw_log_likelihood(vae, batch, iw_samples, chunk_size=chunk_size).sum().item()
             kl_dims.append(kl_dim.sum(0))

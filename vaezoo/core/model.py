@@ -10,14 +10,23 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from vaezoo.core.batches import Batch
 from vaezoo.core.distributions import DiagonalGaussian, StandardNormal
-from vaezoo.core.objectives import ObjectiveOutput, elbo_objective, iwae_objective
+
+
+@dataclass
+class VAEOutput:
+    """One pass x -> q(z|x) -> z -> p(x|z), what ``VAE.forward`` returns."""
+
+    posterior: DiagonalGaussian   # q(z|x): mean and logvar [N, D]
+    z: torch.Tensor               # [N, D], one reparameterised draw from the posterior
+    likelihood: Any               # p(x|z): the decoder's distribution (log_prob, mean, sample)
 
 
 def lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -40,6 +49,19 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 class VAE(nn.Module):
+    """A plugin's encoder and decoder with a standard normal prior over ``latent_dim`` dimensions.
+
+    Attributes:
+        encoder: ``encoder(batch) -> (mean, logvar)``, each ``[N, D]``.
+        decoder: ``decoder(z [M, D]) -> distribution`` over x (``log_prob(x, mask) -> [M]``,
+            ``mean``, ``sample()``).
+        latent_dim: D, the size of z.
+        prior: p(z), a ``StandardNormal(latent_dim)``.
+
+    ``forward(batch)`` returns a ``VAEOutput`` (posterior, one draw z, p(x|z));
+    ``encode``, ``decode``, ``sample``, ``reconstruct`` and ``interpolate`` are the uses.
+    """
+
     def __init__(self, encoder: nn.Module, decoder: nn.Module, latent_dim: int):
         super().__init__()
         self.encoder = encoder
@@ -56,18 +78,11 @@ class VAE(nn.Module):
     def decode(self, z: torch.Tensor):
         return self.decoder(z)
 
-    def forward(
-        self,
-        batch: Batch,
-        *,
-        beta: float = 1.0,
-        free_bits: float = 0.0,
-        objective: Literal["elbo", "iwae"] = "elbo",
-        iwae_samples: int = 5,
-    ) -> ObjectiveOutput:
-        if objective == "iwae":
-            return iwae_objective(self, batch, k=iwae_samples, beta=beta)
-        return elbo_objective(self, batch, beta=beta, free_bits=free_bits)
+    def forward(self, batch: Batch) -> VAEOutput:
+        """Encode, draw one reparameterised z, decode."""
+        q = self.encode(batch)
+        z = q.rsample()
+        return VAEOutput(q, z, self.decode(z))
 
     def _param(self) -> torch.Tensor:
         return next(self.parameters())

@@ -1,16 +1,24 @@
 """Training objectives: the beta-ELBO with free bits, and the k-sample IWAE bound.
 
-Both return an ``ObjectiveOutput`` whose ``loss`` is a scalar to minimise and whose
-per-example fields (``elbo``, ``reconstruction``, ``kl``) are in nats, for logging.
+The formulas are functions of a VAE and a batch (``elbo_objective``, ``iwae_objective``),
+shared with evaluation and scoring through ``elbo_terms``. For training, an ``Objective``
+module wraps the VAE: the trainer (and DistributedDataParallel) call the objective, so every
+parameter that takes part in the loss is seen, and the VAE itself knows no objective.
+Objectives are looked up by name in ``OBJECTIVES`` (``[objective] kind`` of a recipe);
+``register_objective`` adds one.
+
+Every objective returns an ``ObjectiveOutput`` whose ``loss`` is a scalar to minimise and
+whose per-example fields (``elbo``, ``reconstruction``, ``kl``) are in nats, for logging.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
+from torch import nn
 
 from vaezoo.core.batches import Batch, repeat_batch
 from vaezoo.core.distributions import DiagonalGaussian
@@ -29,6 +37,31 @@ class ObjectiveOutput:
     kl_per_dim: torch.Tensor      # [D] batch mean of the KL of each latent dimension
 
 
+@dataclass
+class ELBOTerms:
+    """The two terms of the ELBO at one posterior sample, per example."""
+
+    posterior: DiagonalGaussian   # q(z|x)
+    reconstruction: torch.Tensor  # [N] log p(x|z)
+    kl_per_dim: torch.Tensor      # [N, D] KL(q(z_d|x) || p(z_d)), closed form
+
+    @property
+    def kl(self) -> torch.Tensor:
+        return self.kl_per_dim.sum(-1)
+
+    @property
+    def elbo(self) -> torch.Tensor:
+        return self.reconstruction - self.kl
+
+
+def elbo_terms(vae: "VAE", batch: Batch) -> ELBOTerms:
+    """log p(x|z) at one reparameterised sample and the closed-form KL: what training,
+    evaluation and scoring all compute."""
+    out = vae(batch)
+    rec = out.likelihood.log_prob(batch["x"], batch.get("mask"))
+    return ELBOTerms(out.posterior, rec, out.posterior.kl_per_dim())
+
+
 def free_bits_kl(kl_per_dim: torch.Tensor, free_bits: float) -> torch.Tensor:
     """Batch-mean KL with a floor of ``free_bits`` nats per dimension (Kingma et al. 2016).
 
@@ -43,14 +76,10 @@ def free_bits_kl(kl_per_dim: torch.Tensor, free_bits: float) -> torch.Tensor:
 
 def elbo_objective(vae: "VAE", batch: Batch, *, beta: float = 1.0, free_bits: float = 0.0) -> ObjectiveOutput:
     """-(E_q[log p(x|z)] - beta * KL) with one reparameterised sample and the closed-form KL."""
-    q = vae.encode(batch)
-    z = q.rsample()
-    rec = vae.decode(z).log_prob(batch["x"], batch.get("mask"))
-    kl_dim = q.kl_per_dim()
-    kl = kl_dim.sum(-1)
-    loss = -rec.mean() + beta * free_bits_kl(kl_dim, free_bits)
-    elbo = rec - kl
-    return ObjectiveOutput(loss, rec - beta * kl, elbo, rec, kl, kl_dim.mean(0))
+    terms = elbo_terms(vae, batch)
+    rec, kl = terms.reconstruction, terms.kl
+    loss = -rec.mean() + beta * free_bits_kl(terms.kl_per_dim, free_bits)
+    return ObjectiveOutput(loss, rec - beta * kl, terms.elbo, rec, kl, terms.kl_per_dim.mean(0))
 
 
 def log_importance_weights(
@@ -82,3 +111,66 @@ def iwae_objective(vae: "VAE", batch: Batch, *, k: int = 5, beta: float = 1.0) -
     kl = kl_dim.sum(-1)
     rec = log_px[0]
     return ObjectiveOutput(-bound.mean(), bound, rec - kl, rec, kl, kl_dim.mean(0))
+
+
+# -- objectives as modules, by name --------------------------------------------------------------
+
+
+class Objective(nn.Module):
+    """A training objective around a VAE: ``objective(batch, beta=...) -> ObjectiveOutput``.
+
+    Subclasses take ``(vae, options)``, ``options`` being the recipe's ``[objective]``
+    section (any object with the attributes they read), and implement ``forward``.
+    """
+
+    def __init__(self, vae: "VAE", options: Any = None):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, batch: Batch, *, beta: float = 1.0) -> ObjectiveOutput:
+        raise NotImplementedError
+
+
+OBJECTIVES: dict[str, type[Objective]] = {}
+
+
+def register_objective(name: str) -> Callable[[type[Objective]], type[Objective]]:
+    """Class decorator: make an objective available as ``[objective] kind = name``."""
+
+    def register(cls: type[Objective]) -> type[Objective]:
+        if name in OBJECTIVES:
+            raise ValueError(f"objective {name!r} is registered twice ({OBJECTIVES[name].__name__}, {cls.__name__})")
+        OBJECTIVES[name] = cls
+        return cls
+
+    return register
+
+
+def build_objective(kind: str, vae: "VAE", options: Any = None) -> Objective:
+    if kind not in OBJECTIVES:
+        raise ValueError(f"unknown objective {kind!r}; known: {', '.join(OBJECTIVES)}")
+    return OBJECTIVES[kind](vae, options)
+
+
+@register_objective("elbo")
+class ELBO(Objective):
+    """The beta-ELBO with free bits (``options.free_bits``, 0 when not given)."""
+
+    def __init__(self, vae: "VAE", options: Any = None):
+        super().__init__(vae, options)
+        self.free_bits = float(getattr(options, "free_bits", 0.0))
+
+    def forward(self, batch: Batch, *, beta: float = 1.0) -> ObjectiveOutput:
+        return elbo_objective(self.vae, batch, beta=beta, free_bits=self.free_bits)
+
+
+@register_objective("iwae")
+class IWAE(Objective):
+    """The k-sample IWAE bound (``options.iwae_samples``, 5 when not given)."""
+
+    def __init__(self, vae: "VAE", options: Any = None):
+        super().__init__(vae, options)
+        self.k = int(getattr(options, "iwae_samples", 5))
+
+    def forward(self, batch: Batch, *, beta: float = 1.0) -> ObjectiveOutput:
+        return iwae_objective(self.vae, batch, k=self.k, beta=beta)

@@ -164,6 +164,7 @@ class Checkpoint:
     rng: dict                       # Python and NumPy RNG state
     tensors: dict[str, torch.Tensor]  # optimiser and RNG tensors
     metrics_bytes: int | None       # length of metrics.jsonl when it was taken (None in 0.1 runs)
+    hooks: dict[str, Any] | None = None  # each training hook's state by its name, tensors restored (None before hooks)
 
     @property
     def weights(self) -> Path:
@@ -198,8 +199,9 @@ def latest_weights(run_dir: Path) -> Path | None:
 
 def write_checkpoint(run_dir: Path, *, model: torch.nn.Module, metadata: dict[str, Any],
                      optimizer: torch.optim.Optimizer, optimizer_kind: str, progress: dict[str, Any],
-                     metrics_bytes: int) -> Path:
-    """Write weights, optimiser and RNG state and ``progress`` as one new checkpoint folder.
+                     metrics_bytes: int, hooks: dict[str, Any] | None = None) -> Path:
+    """Write weights, optimiser and RNG state, ``progress`` and the training hooks' states
+    (JSON values and tensors, e.g. a hook's own network and optimiser) as one new checkpoint folder.
 
     Every file is written into a temporary folder and fsynced; one rename makes the folder a
     checkpoint; only then are the older checkpoints removed. A crash at any point leaves at
@@ -215,9 +217,10 @@ def write_checkpoint(run_dir: Path, *, model: torch.nn.Module, metadata: dict[st
         save_model(model, str(tmp / MODEL), metadata={**{k: str(v) for k, v in metadata.items()}, "step": str(step)})
         opt_tensors, opt_info = _flatten_optimizer(optimizer.state_dict())
         rng_tensors, rng_info = capture_rng()
-        save_file({**opt_tensors, **rng_tensors}, str(tmp / STATE_TENSORS), metadata={"step": str(step)})
+        hook_info, hook_tensors = split_tensors(hooks or {}, prefix="hooks")
+        save_file({**opt_tensors, **rng_tensors, **hook_tensors}, str(tmp / STATE_TENSORS), metadata={"step": str(step)})
         state = {"progress": progress, "optimizer": {"kind": optimizer_kind, **opt_info}, "rng": rng_info,
-                 "metrics_bytes": metrics_bytes}
+                 "metrics_bytes": metrics_bytes, "hooks": hook_info}
         (tmp / STATE_JSON).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
         for name in (MODEL, STATE_TENSORS, STATE_JSON):
             os.chmod(tmp / name, file_mode())
@@ -272,8 +275,55 @@ def _read_checkpoint_folder(folder: Path) -> Checkpoint:
     if len(set(steps.values())) != 1:
         raise _Incomplete("its pieces disagree on the step (" + ", ".join(f"{k}: {v}" for k, v in steps.items()) + ")")
     optimizer = dict(info["optimizer"])
+    try:
+        hooks = join_tensors(info["hooks"], tensors) if "hooks" in info else None
+    except (KeyError, TypeError, ValueError) as err:
+        raise _Incomplete(f"{STATE_JSON}: hook states do not match {STATE_TENSORS} ({err})") from None
     return Checkpoint(folder, step, info["progress"], optimizer.pop("kind", None), optimizer, info["rng"], tensors,
-                      info.get("metrics_bytes"))
+                      info.get("metrics_bytes"), hooks)
+
+
+# -- nested state with tensors, as JSON plus safetensors ----------------------------------------
+
+_TENSOR, _ITEMS = "__tensor__", "__items__"
+
+
+def split_tensors(value: Any, prefix: str) -> tuple[Any, dict[str, torch.Tensor]]:
+    """A nested state (dicts, lists, numbers, strings, tensors; e.g. a module's or an
+    optimiser's ``state_dict()``) as a JSON-ready value plus the tensors it held, named by
+    their path under ``prefix``. Dicts whose keys are not all strings (an optimiser's state
+    is keyed by parameter index) keep their keys as ``{"__items__": [[key, value], ...]}``."""
+    tensors: dict[str, torch.Tensor] = {}
+
+    def walk(node: Any, path: str) -> Any:
+        if isinstance(node, torch.Tensor):
+            tensors[path] = node.detach().cpu().contiguous()
+            return {_TENSOR: path}
+        if isinstance(node, dict):
+            if all(isinstance(k, str) for k in node):
+                return {k: walk(v, f"{path}/{k}") for k, v in node.items()}
+            return {_ITEMS: [[k, walk(v, f"{path}/{k}")] for k, v in node.items()]}
+        if isinstance(node, (list, tuple)):
+            return [walk(v, f"{path}/{i}") for i, v in enumerate(node)]
+        if node is None or isinstance(node, (bool, int, float, str)):
+            return node
+        raise TypeError(f"{path}: cannot store a {type(node).__name__} in a checkpoint (tensors, numbers, strings, "
+                        "lists and dicts only)")
+
+    return walk(value, prefix), tensors
+
+
+def join_tensors(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """The inverse of ``split_tensors``."""
+    if isinstance(value, dict):
+        if set(value) == {_TENSOR}:
+            return tensors[value[_TENSOR]]
+        if set(value) == {_ITEMS}:
+            return {k: join_tensors(v, tensors) for k, v in value[_ITEMS]}
+        return {k: join_tensors(v, tensors) for k, v in value.items()}
+    if isinstance(value, list):
+        return [join_tensors(v, tensors) for v in value]
+    return value
 
 
 def _state_structure_problem(info: Any, tensors: dict) -> str | None:

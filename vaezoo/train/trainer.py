@@ -1,30 +1,40 @@
-"""One training loop for every modality.
+"""One training loop for every modality, with hooks for everything around it.
 
-Reads like nanoGPT's: build, then ``for epoch: for batch: forward, backward, step``, with
-the chores around it kept in small helpers: beta and learning rate are pure functions of
-the step (``vaezoo.core.schedules``), batches come from a seeded sampler per epoch, and the
-checkpoint holds everything needed to continue bit-for-bit on CPU.
+``Trainer.fit`` sets a run up (a new folder, or a resume from its last complete
+checkpoint), then runs ``_loop``, which reads like nanoGPT's: for each epoch, for each group
+of micro-batches, forward, backward, optimiser step. Validation and early stopping,
+checkpoints, metrics, the progress bar and the aggressive-encoder phase are hooks
+(``vaezoo.train.hooks``) called at fixed points; a hook may own networks and optimisers,
+and its state goes into the same crash-safe checkpoint as the model. Beta and the learning
+rate are pure functions of the step, batches come from a seeded sampler per epoch, so a
+resumed run continues bit for bit on CPU.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import shutil
 import signal
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from vaezoo.core.batches import to_device
+from vaezoo.config.recipe import Recipe
+from vaezoo.core.batches import Batch, to_device
+from vaezoo.core.data import EpochBatchSampler, examples_at, first_examples, make_loader, random_batches
+from vaezoo.core.errors import RecipeError, RunDirError, TrainingDiverged
+from vaezoo.core.estimators import EvalResult, evaluate
+from vaezoo.core.files import is_temporary, remove_temporaries, write_json, write_text
+from vaezoo.core.objectives import ObjectiveOutput, build_objective
+from vaezoo.core.schedules import KLSchedule, LRSchedule
+from vaezoo.core.seeds import derive_seed
 from vaezoo.train.checkpoints import (
     BEST,
     CHECKPOINTS,
@@ -34,67 +44,17 @@ from vaezoo.train.checkpoints import (
     Checkpoint,
     load_weights,
     read_checkpoint,
-    restore_rng,
     restore_optimizer,
+    restore_rng,
     rewind_metrics,
-    save_weights,
-    write_checkpoint,
 )
-from vaezoo.core.files import fsync_path, is_temporary, remove_temporaries, write_json, write_text
-from vaezoo.core.data import batches_in, first_examples, make_loader, random_batches, split_batches
-from vaezoo.train.distributed import init_distributed
-from vaezoo.core.errors import RecipeError, RunDirError, TrainingDiverged
-from vaezoo.core.estimators import EvalResult, evaluate
+from vaezoo.train.distributed import DistContext, init_distributed
 from vaezoo.train.evaluation import evaluate_split
-from vaezoo.core.progress import progress
-from vaezoo.config.recipe import Recipe
+from vaezoo.train.hooks import AggressiveEncoder, Checkpointing, Hook, ProgressBar, StepCallback, TrainMetrics, Validation
+from vaezoo.train.hooks.base import EVENTS, overrides
+from vaezoo.train.metrics import MetricsLog
+from vaezoo.train.optim import make_optimizer, parameter_groups
 from vaezoo.train.runs import build_modality, build_vae, pick_device, weights_metadata
-from vaezoo.core.schedules import KLSchedule, LRSchedule
-from vaezoo.core.seeds import derive_seed
-
-
-# Optimisers with a fused kernel (one pass over all tensors) on these devices: on CPU it makes
-# Adam's update 3x faster, ~10% of a small model's step.
-FUSED_OPTIMIZERS = ("adam", "adamw", "sgd")
-FUSED_DEVICES = ("cpu", "cuda")
-
-
-def make_optimizer(params, cfg) -> torch.optim.Optimizer:
-    groups = list(params)
-    tensors = [p for g in groups for p in (g["params"] if isinstance(g, dict) else [g])]
-    fused = {}
-    if cfg.fused_optimizer and cfg.optimizer in FUSED_OPTIMIZERS and all(p.device.type in FUSED_DEVICES for p in tensors):
-        fused = {"fused": True}
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, **fused)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, **fused)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **fused)
-    if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
-
-
-def parameter_groups(vae) -> list[dict]:
-    """The encoder's parameters and all others as two named groups, so a step can move one side alone."""
-    in_encoder = {id(p) for p in vae.encoder.parameters()}
-    groups = [{"name": "encoder", "params": [p for p in vae.parameters() if id(p) in in_encoder]},
-              {"name": "decoder", "params": [p for p in vae.parameters() if id(p) not in in_encoder]}]
-    return [g for g in groups if g["params"]]
-
-
-def keep_gradients_of(optimizer: torch.optim.Optimizer, name: str) -> None:
-    """Drop the gradients outside group ``name``; optimisers skip parameters without one."""
-    for group in optimizer.param_groups:
-        if group.get("name") != name:
-            for p in group["params"]:
-                p.grad = None
-
-
-# He et al. (2019) judge the inner encoder loop every 15 steps: it ends when a block's mean
-# loss is no lower than the previous block's.
-AGGRESSIVE_BLOCK = 15
 
 
 def kl_schedule(recipe: Recipe) -> KLSchedule:
@@ -102,78 +62,25 @@ def kl_schedule(recipe: Recipe) -> KLSchedule:
     return KLSchedule(o.kl_schedule, o.beta, o.kl_start, o.kl_warmup_steps, o.kl_period, o.kl_ratio, o.kl_midpoint, o.kl_steepness)
 
 
-class MetricsLog:
-    """metrics.jsonl plus TensorBoard scalars; silent on ranks other than 0."""
-
-    def __init__(self, run_dir: Path, enabled: bool, tensorboard: bool, resumed_at: int | None = None):
-        self.path = run_dir / METRICS
-        self.enabled = enabled
-        self.tb = None
-        if enabled and tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            # purge_step hides the events a crashed run logged after its checkpoint, as the rewind does in metrics.jsonl.
-            purge = None if resumed_at is None else resumed_at + 1
-            self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=purge)
-
-    def durable_size(self) -> int:
-        """Flush metrics.jsonl to disk and return its length, which the next checkpoint records."""
-        if not self.enabled or not self.path.exists():
-            return 0
-        fsync_path(self.path)
-        return self.path.stat().st_size
-
-    def write(self, record: dict) -> None:
-        if not self.enabled:
-            return
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-        if self.tb is not None:
-            for key, value in record.items():
-                if isinstance(value, (int, float)) and key not in ("step", "epoch"):
-                    self.tb.add_scalar(f"{record['split']}/{key}", value, record["step"])
-            self.tb.flush()
-
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
-
-
 @dataclass
-class Progress:
-    """Where the loop is; saved in trainer_state.json."""
+class LoopState:
+    """Where the loop is; the ``progress`` of trainer_state.json."""
 
-    step: int = 0                    # optimiser steps taken
-    epoch: int = 0                   # current epoch (0-based)
-    batch_in_epoch: int = 0          # micro-batches of this epoch already consumed
-    best_loss: float = math.inf      # best validation loss (-ELBO) so far
-    best_step: int = -1
-    bad_validations: int = 0         # validations since the last improvement
-    aggressive: bool = False         # in the aggressive-encoder phase (He et al. 2019)
-    aggressive_mi: float | None = None  # validation MI at the last check of that phase
-    window: dict = field(default_factory=dict)  # running sums for the next train record
-    last_validation_step: int = -1   # so the end of training validates the last steps exactly once
-    epoch_seconds: float = 0.0       # time in training steps so far this epoch (its timing record)
-    epoch_batches: int = 0           # micro-batches trained so far this epoch, in this and earlier processes
+    step: int = 0            # optimiser steps taken
+    epoch: int = 0           # current epoch (0-based)
+    batch_in_epoch: int = 0  # micro-batches of this epoch already consumed
 
     def as_dict(self) -> dict:
-        d = dict(self.__dict__)
-        d["best_loss"] = None if math.isinf(self.best_loss) else self.best_loss
-        return d
+        return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Progress":
-        """From trainer_state.json; ``ValueError`` names what does not fit."""
-        types = {f.name: f.type for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - set(types))
-        if unknown:
-            raise ValueError(f"unknown progress keys {unknown}")
+    def from_dict(cls, d: dict) -> "LoopState":
+        """From trainer_state.json (0.1 files hold more keys: the hooks' state); ``ValueError``
+        names what does not fit."""
         for key in ("step", "epoch", "batch_in_epoch"):
             if not isinstance(d.get(key), int) or isinstance(d.get(key), bool) or d[key] < 0:
                 raise ValueError(f"progress.{key} must be an integer >= 0, got {d.get(key)!r}")
-        d = dict(d)
-        d["best_loss"] = math.inf if d.get("best_loss") is None else d["best_loss"]
-        return cls(**d)
+        return cls(d["step"], d["epoch"], d["batch_in_epoch"])
 
 
 @dataclass
@@ -192,6 +99,8 @@ class TrainResult:
 class Trainer:
     """Train ``recipe`` into ``run_dir`` (a new folder), or continue the run in ``run_dir``.
 
+    ``hooks`` are added to the built-in ones (before metrics, validation and checkpoints, so
+    what they add to a step's record is logged and their state is checkpointed).
     ``on_step(trainer, record)`` is called after every optimiser step with the step's
     numbers; calling ``trainer.request_stop()`` from it (or pressing Ctrl-C) ends the run
     after the current step with a checkpoint that ``--resume`` continues exactly.
@@ -204,24 +113,268 @@ class Trainer:
         *,
         resume: bool = False,
         on_step: Callable[["Trainer", dict], None] | None = None,
+        hooks: Sequence[Hook] = (),
         progress_bar: bool = True,
         echo: Callable[[str], None] = lambda msg: tqdm.write(msg, file=sys.stderr),
     ):
         self.recipe = recipe
+        self.cfg = recipe.train
         self.run_dir = Path(run_dir)
         self.resume = resume
-        self.on_step = on_step
         self.progress_bar = progress_bar
         self.echo = echo
+        self.hooks: list[Hook] = [AggressiveEncoder(), *hooks, TrainMetrics(),
+                                  *([StepCallback(on_step)] if on_step is not None else []),
+                                  ProgressBar(progress_bar), Validation(), Checkpointing()]
+        names = [hook.name for hook in self.hooks]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates or not all(names):
+            raise ValueError(f"every hook needs a unique, non-empty name; repeated: {duplicates}")
+        self._handlers = {event: [getattr(h, event) for h in self.hooks if overrides(h, event)] for event in EVENTS}
+        self.state = LoopState()
+        self.saved_step: int | None = None   # the step of the last checkpoint written or resumed from
+        self.interrupted = self.stopped_early = False
         self._stop_requested = False
-        self._saved_step: int | None = None   # the step of the last checkpoint written or resumed from
-        self._dirty = False                     # state or metrics changed since that checkpoint
         self.vae = None
+        self.beta = 0.0                      # beta of the step in progress
+
+    # -- what hooks use ----------------------------------------------------------------------
+    def hook(self, name: str) -> Hook:
+        return next(h for h in self.hooks if h.name == name)
 
     def request_stop(self) -> None:
+        """End after the current step with a checkpoint (Ctrl-C does this)."""
         self._stop_requested = True
 
-    # -- set-up ------------------------------------------------------------------------------
+    def stop_early(self) -> None:
+        """End the run normally after this step: last validation, checkpoint, evaluation."""
+        self.stopped_early = True
+
+    def forward(self, batch: Batch, beta: float) -> ObjectiveOutput:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16) if self.cfg.bf16 else nullcontext():
+            return self.model(batch, beta=beta)
+
+    def clip_gradients(self, parameters: Iterable[torch.Tensor]) -> float | None:
+        if self.cfg.grad_clip > 0:
+            return torch.nn.utils.clip_grad_norm_(parameters, self.cfg.grad_clip).item()
+        return None
+
+    def validate_now(self) -> EvalResult:
+        return evaluate(self.vae, self._loader(self.val_set, self.recipe.eval.batch_size),
+                        iw_samples=0, max_examples=self.cfg.val_max_examples or None, device=self.device,
+                        seed=self.recipe.seed)
+
+    def random_train_batches(self, purpose: str) -> Iterator[Batch]:
+        """Endless fresh training batches for ``purpose`` at this step and rank (a resume repeats them)."""
+        seed = derive_seed(self.recipe.seed, purpose, self.state.step, self.ctx.rank)
+        return random_batches(self.train_set, self.modality.collate, self.cfg.batch_size, seed=seed)
+
+    def weights_metadata(self) -> dict[str, str]:
+        return weights_metadata(self.recipe, step=self.state.step, epoch=self.state.epoch)
+
+    def check_weights_finite(self) -> None:
+        if not all(bool(torch.isfinite(p).all()) for p in self.vae.parameters()):
+            self.diverged("the weights became non-finite", step=self.state.step)
+
+    def diverged(self, what: str, *, step: int) -> None:
+        kept = (f"the last good checkpoint (step {self.saved_step}) is kept in {self.run_dir}"
+                if self.saved_step is not None else "no checkpoint had been written yet")
+        raise TrainingDiverged(f"training diverged at step {step} (epoch {self.state.epoch + 1}): {what}; {kept}. "
+                               "Try a lower train.lr or set train.grad_clip")
+
+    def _call(self, event: str, *args) -> None:
+        for handler in self._handlers[event]:
+            handler(self, *args)
+
+    # -- the loop ------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        cfg, state = self.cfg, self.state
+        self._call("on_fit_start")
+        while state.epoch < cfg.epochs and not self._at_max_steps() and not self.stopped_early:
+            self._call("on_epoch_start")
+            batches = self._epoch_batches()
+            while state.batch_in_epoch < self.batches_per_epoch:
+                group = min(cfg.grad_accum, self.batches_per_epoch - state.batch_in_epoch)
+                record = self._optimizer_step(batches, group)
+                self._call("after_step", record)
+                self.interrupted = self.ctx.any(self._stop_requested)
+                if self.interrupted or self.stopped_early or self._at_max_steps():
+                    break
+            if self.interrupted:
+                break
+            if state.batch_in_epoch >= self.batches_per_epoch:
+                self._call("on_epoch_end")
+                state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+        self._call("on_fit_end")
+
+    def _optimizer_step(self, batches: Iterator[Batch], group: int) -> dict:
+        """One optimiser step over ``group`` micro-batches (gradient accumulation)."""
+        cfg, state, optimizer = self.cfg, self.state, self.optimizer
+        tick = time.perf_counter()
+        self.beta = beta = self.beta_at(state.step)
+        lr = cfg.lr * self.lr_at(state.step)
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        self._call("before_step")
+        optimizer.zero_grad(set_to_none=True)
+        sums = torch.zeros(4, dtype=torch.float64)
+        for i in range(group):
+            batch = to_device(next(batches), self.device)
+            sync = self.model.no_sync() if self.ctx.enabled and i < group - 1 else nullcontext()
+            with sync:
+                out = self.forward(batch, beta)
+                (out.loss / group).backward()
+            # One host sync per micro-batch for the four numbers, not four.
+            sums += torch.stack([out.loss, out.elbo.mean(), out.reconstruction.mean(), out.kl.mean()]).detach().double().cpu()
+        self._call("after_backward")
+        # The gradient norm costs ~10% of a small model's step on CPU, so it is taken only when
+        # clipping needs it or the step is logged. Non-finite gradients that slip through show up
+        # as a non-finite loss one step later, and no checkpoint is written with non-finite weights.
+        grad_norm = self.clip_gradients(self.vae.parameters())
+        if grad_norm is None and (state.step + 1) % cfg.log_every == 0:
+            grad_norm = torch.nn.utils.get_total_norm([p.grad for p in self.vae.parameters() if p.grad is not None]).item()
+        loss, elbo, rec, kl = (sums / group).tolist()
+        if self.ctx.any(not (math.isfinite(loss) and (grad_norm is None or math.isfinite(grad_norm)))):
+            what = f"loss {loss:.4g}" + ("" if grad_norm is None else f", gradient norm {grad_norm:.4g}")
+            self.diverged(what, step=state.step + 1)
+        optimizer.step()
+        state.step += 1
+        state.batch_in_epoch += group
+        return {"split": "train", "step": state.step, "epoch": state.epoch, "lr": lr, "beta": beta,
+                "grad_norm": grad_norm, "loss": loss, "elbo": elbo, "reconstruction": rec, "kl": kl,
+                "batches": group, "seconds": time.perf_counter() - tick}
+
+    def _at_max_steps(self) -> bool:
+        return bool(self.cfg.max_steps) and self.state.step >= self.cfg.max_steps
+
+    def _epoch_batches(self) -> Iterator[Batch]:
+        """The rest of this epoch's micro-batches, in the seeded order of (seed, epoch)."""
+        sampler = self._sampler(self.state.epoch, self.state.batch_in_epoch)
+        if self.cfg.num_workers:
+            return iter(make_loader(self.train_set, self.modality.collate, self.cfg.batch_size, shuffle=True,
+                                    seed=self.recipe.seed, epoch=self.state.epoch, rank=self.ctx.rank,
+                                    world_size=self.ctx.world_size, start=self.state.batch_in_epoch, drop_last=True,
+                                    num_workers=self.cfg.num_workers))
+        # In this process, the sampler's batches go straight to the dataset (as a DataLoader
+        # without workers does, minus its per-batch machinery).
+        return (examples_at(self.train_set, self.modality.collate, indices) for indices in sampler)
+
+    def _sampler(self, epoch: int, start: int) -> EpochBatchSampler:
+        return EpochBatchSampler(len(self.train_set), self.cfg.batch_size, shuffle=True, seed=self.recipe.seed,
+                                 epoch=epoch, rank=self.ctx.rank, world_size=self.ctx.world_size, drop_last=True,
+                                 start=start)
+
+    def _loader(self, dataset, batch_size: int):
+        return make_loader(dataset, self.modality.collate, batch_size, num_workers=self.cfg.num_workers)
+
+    # -- set-up and the end ----------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        device = pick_device(self.cfg.device)
+        self.ctx = ctx = init_distributed(device.type)
+        if ctx.enabled and device.type == "cuda":
+            device = torch.device("cuda", ctx.local_rank)
+        self.device = device
+        if self.cfg.threads:
+            torch.set_num_threads(self.cfg.threads)
+        if not ctx.is_main:
+            self.echo = lambda msg: None  # one voice under DDP
+        try:
+            self._check_run_dir()
+            ctx.barrier()  # every rank has looked before rank 0 creates anything
+            existed = self.run_dir.exists()
+            try:
+                return self._fit()
+            except TrainingDiverged:
+                raise              # its metrics show how it diverged; --resume can start it over
+            except BaseException:
+                if ctx.is_main and not self.resume and self.saved_step is None:
+                    self._undo_new_run(existed)
+                raise
+        finally:
+            ctx.close()
+
+    def _fit(self) -> TrainResult:
+        recipe, cfg, ctx = self.recipe, self.cfg, self.ctx
+        self.modality = modality = build_modality(recipe, self.run_dir)
+        if cfg.aggressive_encoder and not modality.uses_latent:
+            raise RecipeError(recipe.source, "[train] aggressive_encoder",
+                              f"true needs a model that uses its latent variable, and this {recipe.modality} "
+                              "model does not; set it to false")
+        checkpoint = read_checkpoint(self.run_dir, self.echo) if self.resume else None   # reads, changes nothing
+        if ctx.is_main and not self.resume:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            remove_temporaries(self.run_dir)   # all a process killed while creating this run left
+            write_text(self.run_dir / RECIPE, recipe.to_toml())
+        if ctx.is_main and checkpoint is None:
+            modality.fit(self.run_dir)
+        ctx.barrier()
+        torch.manual_seed(recipe.seed)
+        self.vae = vae = build_vae(modality).to(self.device)
+        self.train_set = modality.dataset("train")
+        self.val_set = modality.dataset("validation")
+        self.optimizer = make_optimizer(parameter_groups(vae), cfg)
+        objective = build_objective(recipe.objective.kind, vae, recipe.objective)
+        self.model = DistributedDataParallel(objective) if ctx.enabled else objective
+        self.batches_per_epoch = self._sampler(0, 0).total()
+        steps_per_epoch = -(-self.batches_per_epoch // cfg.grad_accum)
+        total_steps = steps_per_epoch * cfg.epochs
+        if cfg.max_steps:
+            total_steps = min(total_steps, cfg.max_steps)
+        self.lr_at = LRSchedule(cfg.lr_schedule, cfg.warmup_steps, total_steps, cfg.min_lr_factor)
+        self.beta_at = kl_schedule(recipe)
+
+        events: list[dict] = []
+        if checkpoint is not None:
+            self._restore(checkpoint, events)
+            self.saved_step = self.state.step
+        if self.resume and ctx.is_main:
+            self._commit_resume(checkpoint)
+        ctx.barrier()
+        if checkpoint is not None:
+            s = self.state
+            self.echo(f"resuming {self.run_dir} at step {s.step} (epoch {s.epoch + 1}, batch {s.batch_in_epoch})")
+        else:
+            if self.resume:
+                self.echo(f"{self.run_dir} has no checkpoint yet: starting it over from step 0")
+            torch.manual_seed(recipe.seed + ctx.rank)  # distinct noise per rank; weights were seeded alike
+
+        self.log = MetricsLog(self.run_dir, ctx.is_main, cfg.tensorboard, resumed_at=self.state.step if checkpoint else None)
+        for event in events:
+            self.log.write(event)
+        vae.train()   # evaluation switches to eval mode and back; nothing else changes it
+        previous_handler = None
+        if ctx.is_main and not ctx.enabled:
+            previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
+        started = time.perf_counter()
+        try:
+            self._loop()
+        except TrainingDiverged as err:
+            self.log.write({"split": "event", "step": self.state.step, "epoch": self.state.epoch, "event": "diverged",
+                            "message": str(err)})
+            self.log.close()
+            raise
+        finally:
+            if previous_handler is not None:
+                signal.signal(signal.SIGINT, previous_handler)
+
+        files: list[Path] = []
+        result: EvalResult | None = None
+        if self.interrupted:
+            self.echo(f"interrupted at step {self.state.step}; continue with: vaezoo train --resume {self.run_dir}")
+        elif ctx.is_main:
+            self.echo(f"trained {self.state.step} steps in {time.perf_counter() - started:.1f}s")
+            files, result = self._finish()
+        self.log.close()
+        best = self.hook("validation").best
+        return TrainResult(self.run_dir, self.state.step, self.state.epoch, self.stopped_early, self.interrupted,
+                           best, result, files, ctx.is_main)
+
+    def _on_sigint(self, signum, frame) -> None:
+        if self._stop_requested:
+            raise KeyboardInterrupt
+        self._stop_requested = True
+        self.echo("stopping after this step (press Ctrl-C again to abort without a checkpoint)")
+
     def _check_run_dir(self) -> None:
         """A new run needs an empty folder; a resumed one its recipe. Never touches files."""
         if self.resume:
@@ -244,6 +397,27 @@ class Trainer:
             else:
                 child.unlink(missing_ok=True)
 
+    def _restore(self, checkpoint: Checkpoint, events: list) -> None:
+        """Weights, optimiser, RNG and every hook's state from ``checkpoint``."""
+        cfg = self.cfg
+        load_weights(self.vae, checkpoint.weights)
+        try:
+            self.state = LoopState.from_dict(checkpoint.progress)
+            for hook in self.hooks:
+                # Checkpoints from before the hooks kept their state in "progress".
+                hook.load_state_dict(checkpoint.progress if checkpoint.hooks is None else checkpoint.hooks.get(hook.name, {}))
+        except (ValueError, TypeError, KeyError) as err:
+            raise RunDirError(f"{checkpoint.path}: trainer state does not fit this vaezoo: {err}") from None
+        if checkpoint.optimizer_kind not in (None, cfg.optimizer):
+            # A new optimiser cannot use the old one's moments: it starts fresh, and the run says so.
+            self.echo(f"warning: train.optimizer changed from {checkpoint.optimizer_kind!r} to {cfg.optimizer!r}; "
+                      f"the {cfg.optimizer} state starts fresh at step {self.state.step}")
+            events.append({"split": "event", "step": self.state.step, "epoch": self.state.epoch, "event": "optimizer_reset",
+                           "from": checkpoint.optimizer_kind, "to": cfg.optimizer})
+        else:
+            restore_optimizer(self.optimizer, checkpoint)
+        restore_rng(checkpoint.tensors, checkpoint.rng)
+
     def _commit_resume(self, checkpoint: Checkpoint | None) -> None:
         """Every check of a resume has passed: only now are the run's files changed."""
         recipe_text = self.recipe.to_toml()
@@ -259,382 +433,13 @@ class Trainer:
         for folder in ("tensorboard", CHECKPOINTS):
             shutil.rmtree(self.run_dir / folder, ignore_errors=True)
 
-    def _restore(self, checkpoint: Checkpoint, vae, optimizer, log_event: list) -> Progress:
-        """Weights, optimiser and RNG state from ``checkpoint``; returns where the loop was."""
-        cfg = self.recipe.train
-        load_weights(vae, checkpoint.weights)
-        try:
-            state = Progress.from_dict(checkpoint.progress)
-        except (ValueError, TypeError) as err:
-            raise RunDirError(f"{checkpoint.path}: trainer state does not fit this vaezoo: {err}") from None
-        if checkpoint.optimizer_kind not in (None, cfg.optimizer):
-            # A new optimiser cannot use the old one's moments: it starts fresh, and the run says so.
-            self.echo(f"warning: train.optimizer changed from {checkpoint.optimizer_kind!r} to {cfg.optimizer!r}; "
-                      f"the {cfg.optimizer} state starts fresh at step {state.step}")
-            log_event.append({"split": "event", "step": state.step, "epoch": state.epoch, "event": "optimizer_reset",
-                              "from": checkpoint.optimizer_kind, "to": cfg.optimizer})
-        else:
-            restore_optimizer(optimizer, checkpoint)
-        restore_rng(checkpoint.tensors, checkpoint.rng)
-        # [train] keys may change on resume: the switch can end the phase, or start one that never ran.
-        state.aggressive = cfg.aggressive_encoder and (state.aggressive or state.aggressive_mi is None)
-        return state
-
-    def _validate(self, vae, val_loader_fn, device) -> EvalResult:
-        cfg = self.recipe.train
-        return evaluate(
-            vae, val_loader_fn(), iw_samples=0, max_examples=cfg.val_max_examples or None,
-            device=device, seed=self.recipe.seed,
-        )
-
-    # -- the loop ----------------------------------------------------------------------------
-    def fit(self) -> TrainResult:
-        cfg = self.recipe.train
-        device = pick_device(cfg.device)
-        ctx = init_distributed(device.type)
-        if ctx.enabled and device.type == "cuda":
-            device = torch.device("cuda", ctx.local_rank)
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        if not ctx.is_main:
-            self.echo = lambda msg: None  # one voice under DDP
-        try:
-            self._check_run_dir()
-            ctx.barrier()  # every rank has looked before rank 0 creates anything
-            existed = self.run_dir.exists()
-            try:
-                return self._fit(ctx, device)
-            except TrainingDiverged:
-                raise              # its metrics show how it diverged; --resume can start it over
-            except BaseException:
-                if ctx.is_main and not self.resume and self._saved_step is None:
-                    self._undo_new_run(existed)
-                raise
-        finally:
-            ctx.close()
-
-    def _fit(self, ctx, device) -> TrainResult:
-        recipe, cfg = self.recipe, self.recipe.train
-        modality = build_modality(recipe, self.run_dir)
-        if cfg.aggressive_encoder and not modality.uses_latent:
-            raise RecipeError(recipe.source, "[train] aggressive_encoder",
-                              f"true needs a model that uses its latent variable, and this {recipe.modality} "
-                              "model does not; set it to false")
-        checkpoint = read_checkpoint(self.run_dir, self.echo) if self.resume else None   # reads, changes nothing
-        if ctx.is_main and not self.resume:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            remove_temporaries(self.run_dir)   # all a process killed while creating this run left
-            write_text(self.run_dir / RECIPE, recipe.to_toml())
-        if ctx.is_main and checkpoint is None:
-            modality.fit(self.run_dir)
-        ctx.barrier()
-        torch.manual_seed(recipe.seed)
-        vae = build_vae(modality).to(device)
-        train_set = modality.dataset("train")
-        val_set = modality.dataset("validation")
-        self.vae = vae  # visible to on_step callbacks
-        optimizer = make_optimizer(parameter_groups(vae), cfg)
-        model = DistributedDataParallel(vae) if ctx.enabled else vae
-        collate = modality.collate
-
-        def train_loader(epoch: int, start: int):
-            return make_loader(
-                train_set, collate, cfg.batch_size, shuffle=True, seed=recipe.seed, epoch=epoch,
-                rank=ctx.rank, world_size=ctx.world_size, start=start, drop_last=True, num_workers=cfg.num_workers,
-            )
-
-        def val_loader():
-            return make_loader(val_set, collate, recipe.eval.batch_size, num_workers=cfg.num_workers)
-
-        def encoder_batches(step: int):
-            # Fresh batches for the aggressive inner loop, seeded by the step so a resume repeats them.
-            return random_batches(train_set, collate, cfg.batch_size, seed=derive_seed(recipe.seed, "encoder-batches", step, ctx.rank))
-
-        batches_per_epoch = train_loader(0, 0).batch_sampler.total()
-        steps_per_epoch = -(-batches_per_epoch // cfg.grad_accum)
-        total_steps = steps_per_epoch * cfg.epochs
-        if cfg.max_steps:
-            total_steps = min(total_steps, cfg.max_steps)
-        lr_at = LRSchedule(cfg.lr_schedule, cfg.warmup_steps, total_steps, cfg.min_lr_factor)
-        beta_at = kl_schedule(recipe)
-
-        state = Progress(aggressive=cfg.aggressive_encoder)
-        events: list[dict] = []
-        if checkpoint is not None:
-            state = self._restore(checkpoint, vae, optimizer, events)
-            self._saved_step = state.step
-        if self.resume and ctx.is_main:
-            self._commit_resume(checkpoint)
-        ctx.barrier()
-        if checkpoint is not None:
-            self.echo(f"resuming {self.run_dir} at step {state.step} (epoch {state.epoch + 1}, batch {state.batch_in_epoch})")
-        else:
-            if self.resume:
-                self.echo(f"{self.run_dir} has no checkpoint yet: starting it over from step 0")
-            torch.manual_seed(recipe.seed + ctx.rank)  # distinct noise per rank; weights were seeded alike
-
-        log = MetricsLog(self.run_dir, ctx.is_main, cfg.tensorboard, resumed_at=state.step if checkpoint else None)
-        for event in events:
-            log.write(event)
-        metadata = lambda: weights_metadata(recipe, step=state.step, epoch=state.epoch)
-        self._dirty = bool(events)   # state or metrics changed since the last checkpoint
-
-        def checkpoint_now() -> None:
-            if not all(bool(torch.isfinite(p).all()) for p in vae.parameters()):
-                self._diverged(state.step, state.epoch, "the weights became non-finite")
-            if ctx.is_main:
-                write_checkpoint(self.run_dir, model=vae, metadata=metadata(), optimizer=optimizer,
-                                 optimizer_kind=cfg.optimizer, progress=state.as_dict(), metrics_bytes=log.durable_size())
-            self._saved_step = state.step
-            self._dirty = False
-
-        def validate() -> bool:
-            """Validate, keep the best weights, return True when early stopping says stop."""
-            result = self._validate(vae, val_loader, device)
-            loss = -result.elbo
-            log.write({"split": "validation", "step": state.step, "epoch": state.epoch, "loss": loss,
-                       "elbo": result.elbo, "reconstruction": result.reconstruction, "kl": result.kl,
-                       "active_units": result.active_units, "mutual_information": result.mutual_information})
-            state.last_validation_step = state.step
-            self._dirty = True
-            improved = loss < state.best_loss - cfg.early_stopping_min_delta
-            if improved:
-                state.best_loss, state.best_step, state.bad_validations = loss, state.step, 0
-                if ctx.is_main:
-                    save_weights(vae, self.run_dir / BEST, metadata())
-            else:
-                state.bad_validations += 1
-            self.echo(
-                f"step {state.step} epoch {state.epoch + 1}: validation -ELBO {loss:.4f} (KL {result.kl:.3f}, "
-                f"AU {result.active_units}, MI {result.mutual_information:.3f})" + (" *best*" if improved else "")
-            )
-            if result.active_units == 0 and modality.uses_latent:
-                self.echo("warning: no active latent units (posterior collapse); consider KL annealing or free bits")
-            if state.aggressive:
-                end_aggressive_phase_if_mi_stalls(result.mutual_information)
-            return bool(cfg.early_stopping_patience) and state.bad_validations >= cfg.early_stopping_patience
-
-        def end_aggressive_phase_if_mi_stalls(mi: float) -> None:
-            """He et al.: leave the aggressive phase for good once validation MI stops rising."""
-            if state.aggressive_mi is not None and mi <= state.aggressive_mi:
-                state.aggressive = False
-                log.write({"split": "event", "step": state.step, "epoch": state.epoch, "event": "aggressive_off",
-                           "mutual_information": mi, "previous_mutual_information": state.aggressive_mi})
-                self.echo(f"aggressive encoder updates off from step {state.step}: validation MI {mi:.3f} "
-                          f"did not rise above {state.aggressive_mi:.3f}")
-            state.aggressive_mi = mi
-
-        previous_handler = None
-        if ctx.is_main and not ctx.enabled:
-            previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
-
-        stopped_early = interrupted = False
-        show_bar = self.progress_bar and ctx.is_main
-        started = time.perf_counter()
-        try:
-            while state.epoch < cfg.epochs and not (cfg.max_steps and state.step >= cfg.max_steps):
-                loader = train_loader(state.epoch, state.batch_in_epoch)
-                bar = tqdm(total=batches_per_epoch, initial=state.batch_in_epoch, disable=not show_bar,
-                           desc=f"epoch {state.epoch + 1}/{cfg.epochs}", unit="batch", leave=False,
-                           mininterval=0.5 if sys.stderr.isatty() else 10, file=sys.stderr)
-                iterator = iter(loader)
-                stop_now = False
-                while state.batch_in_epoch < batches_per_epoch:
-                    group = min(cfg.grad_accum, batches_per_epoch - state.batch_in_epoch)
-                    tick = time.perf_counter()
-                    record = self._step(model, vae, optimizer, iterator, group, state, lr_at, beta_at, device, ctx,
-                                        encoder_batches)
-                    state.epoch_seconds += time.perf_counter() - tick   # time in training steps alone, for throughput
-                    state.epoch_batches += group
-                    self._dirty = True
-                    bar.update(group)
-                    # refresh=False: the bar redraws at its own interval, not on every step (CI logs).
-                    bar.set_postfix(loss=f"{record['loss']:.3f}", kl=f"{record['kl']:.2f}",
-                                    beta=f"{record['beta']:.2f}", refresh=False)
-                    self._log_window(state, record, log, cfg.log_every)
-                    if self.on_step is not None:
-                        self.on_step(self, record)
-                    validate_now = cfg.eval_every and state.step % cfg.eval_every == 0
-                    if validate_now and validate():
-                        stop_now = stopped_early = True
-                    if validate_now or (cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0):
-                        checkpoint_now()
-                    if ctx.any(self._stop_requested):
-                        stop_now = interrupted = True
-                    if stop_now or (cfg.max_steps and state.step >= cfg.max_steps):
-                        break
-                bar.close()
-                if interrupted:
-                    checkpoint_now()
-                    break
-                if state.batch_in_epoch >= batches_per_epoch:
-                    self._log_epoch_timing(state, log, cfg.batch_size * ctx.world_size)
-                    if not cfg.eval_every and validate():
-                        stopped_early = True
-                    state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-                    checkpoint_now()
-                if stopped_early:
-                    self.echo(f"early stopping: no improvement in {cfg.early_stopping_patience} validations")
-                    break
-            if not interrupted:
-                self._log_epoch_timing(state, log, cfg.batch_size * ctx.world_size)  # an epoch cut short
-                if state.window.get("n"):
-                    self._log_window(state, {}, log, every=1)  # the last, shorter window
-                    self._dirty = True
-                if state.step > 0 and state.last_validation_step != state.step:
-                    validate()  # the steps since the last validation count for best.safetensors too
-                if self._dirty:
-                    checkpoint_now()
-        except TrainingDiverged as err:
-            log.write({"split": "event", "step": state.step, "epoch": state.epoch, "event": "diverged", "message": str(err)})
-            log.close()
-            raise
-        finally:
-            if previous_handler is not None:
-                signal.signal(signal.SIGINT, previous_handler)
-
-        elapsed = time.perf_counter() - started
-        files: list[Path] = []
-        result: EvalResult | None = None
-        if interrupted:
-            self.echo(f"interrupted at step {state.step}; continue with: vaezoo train --resume {self.run_dir}")
-        elif ctx.is_main:
-            self.echo(f"trained {state.step} steps in {elapsed:.1f}s")
-            files, result = self._finish(modality, vae, device, log, state)
-        log.close()
-        return TrainResult(self.run_dir, state.step, state.epoch, stopped_early, interrupted,
-                           None if math.isinf(state.best_loss) else state.best_loss, result, files, ctx.is_main)
-
-    @staticmethod
-    def _log_epoch_timing(state: Progress, log: MetricsLog, examples_per_batch: int) -> None:
-        """One record per finished epoch; its time is summed over interruptions (kept in the checkpoint)."""
-        if state.epoch_batches:
-            log.write({"split": "timing", "step": state.step, "epoch": state.epoch, "train_seconds": state.epoch_seconds,
-                       "examples_per_second": state.epoch_batches * examples_per_batch / max(state.epoch_seconds, 1e-9)})
-        state.epoch_seconds, state.epoch_batches = 0.0, 0
-
-    def _on_sigint(self, signum, frame) -> None:
-        if self._stop_requested:
-            raise KeyboardInterrupt
-        self._stop_requested = True
-        self.echo("stopping after this step (press Ctrl-C again to abort without a checkpoint)")
-
-    def _forward(self, model, batch, beta: float, device):
-        obj = self.recipe.objective
-        autocast = torch.autocast(device.type, dtype=torch.bfloat16) if self.recipe.train.bf16 else nullcontext()
-        with autocast:
-            return model(batch, beta=beta, free_bits=obj.free_bits, objective=obj.kind, iwae_samples=obj.iwae_samples)
-
-    def _encoder_steps(self, model, vae, optimizer, batches, beta, device, ctx, state) -> int:
-        """The inner loop of He et al. (2019), Algorithm 1: encoder-only steps on fresh batches
-        until the loss stops falling (judged per block of AGGRESSIVE_BLOCK steps). Returns the count."""
-        cfg = self.recipe.train
-        previous_block, block, taken = math.inf, 0.0, 0
-        while taken < cfg.aggressive_max_inner:
-            optimizer.zero_grad(set_to_none=True)
-            out = self._forward(model, to_device(next(batches), device), beta, device)
-            out.loss.backward()
-            loss = out.loss.item()
-            if ctx.any(not math.isfinite(loss)):
-                self._diverged(state.step + 1, state.epoch, f"loss {loss:.4g} in an aggressive encoder step")
-            keep_gradients_of(optimizer, "encoder")
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(vae.encoder.parameters(), cfg.grad_clip)
-            optimizer.step()
-            taken += 1
-            block += loss
-            if taken % AGGRESSIVE_BLOCK == 0:
-                # Every rank leaves together, or DDP would wait forever on the one that stayed.
-                if ctx.any(block >= previous_block):
-                    break
-                previous_block, block = block, 0.0
-        return taken
-
-    def _step(self, model, vae, optimizer, iterator, group, state, lr_at, beta_at, device, ctx, encoder_batches) -> dict:
-        """One optimiser step over ``group`` micro-batches; in the aggressive phase, a decoder
-        step after the encoder has been trained alone (``encoder_batches(step)`` feeds it)."""
-        cfg = self.recipe.train
-        beta = beta_at(state.step)
-        lr = cfg.lr * lr_at(state.step)
-        for g in optimizer.param_groups:
-            g["lr"] = lr
-        model.train()
-        encoder_steps = 0
-        if state.aggressive:
-            encoder_steps = self._encoder_steps(model, vae, optimizer, encoder_batches(state.step), beta, device, ctx, state)
-        optimizer.zero_grad(set_to_none=True)
-        sums = {"loss": 0.0, "elbo": 0.0, "reconstruction": 0.0, "kl": 0.0}
-        loss_finite = True
-        for i in range(group):
-            batch = to_device(next(iterator), device)
-            sync = model.no_sync() if ctx.enabled and i < group - 1 else nullcontext()
-            with sync:
-                out = self._forward(model, batch, beta, device)
-                (out.loss / group).backward()
-            # One host sync for the four numbers, not four.
-            values = torch.stack([out.loss, out.elbo.mean(), out.reconstruction.mean(), out.kl.mean()]).float().tolist()
-            loss_finite &= math.isfinite(values[0])
-            for key, value in zip(sums, values):
-                sums[key] += value / group
-        # The gradient norm costs ~10% of a small model's step on CPU, so it is taken only when
-        # clipping needs it or the step is logged. Non-finite gradients that slip through show up
-        # as a non-finite loss one step later, and no checkpoint is written with non-finite weights.
-        if state.aggressive:
-            keep_gradients_of(optimizer, "decoder")  # the encoder had its turn
-        grad_norm = None
-        if cfg.grad_clip > 0:
-            grad_norm = torch.nn.utils.clip_grad_norm_(vae.parameters(), cfg.grad_clip).item()
-        elif (state.step + 1) % cfg.log_every == 0:
-            grad_norm = torch.nn.utils.get_total_norm([p.grad for p in vae.parameters() if p.grad is not None]).item()
-        if ctx.any(not (loss_finite and (grad_norm is None or math.isfinite(grad_norm)))):
-            what = f"loss {sums['loss']:.4g}" + ("" if grad_norm is None else f", gradient norm {grad_norm:.4g}")
-            self._diverged(state.step + 1, state.epoch, what)
-        optimizer.step()
-        state.step += 1
-        state.batch_in_epoch += group
-        record = {"split": "train", "step": state.step, "epoch": state.epoch, "lr": lr, "beta": beta,
-                  "grad_norm": grad_norm, **sums}
-        if cfg.aggressive_encoder:
-            record["encoder_steps"] = encoder_steps
-        return record
-
-    def _diverged(self, step: int, epoch: int, what: str) -> None:
-        kept = (f"the last good checkpoint (step {self._saved_step}) is kept in {self.run_dir}"
-                if self._saved_step is not None else "no checkpoint had been written yet")
-        raise TrainingDiverged(
-            f"training diverged at step {step} (epoch {epoch + 1}): {what}; {kept}. "
-            "Try a lower train.lr or set train.grad_clip"
-        )
-
-    @staticmethod
-    def _log_window(state: Progress, record: dict, log: MetricsLog, every: int) -> None:
-        """Average train numbers over windows of ``every`` steps (sums live in the checkpoint)."""
-        w = state.window
-        if record:
-            for key in ("loss", "elbo", "reconstruction", "kl", "encoder_steps"):
-                if key in record:
-                    w[key] = w.get(key, 0.0) + record[key]
-            w["n"] = w.get("n", 0) + 1
-            if record["grad_norm"] is not None:
-                w["grad_norm_sum"] = w.get("grad_norm_sum", 0.0) + record["grad_norm"]
-                w["grad_norm_n"] = w.get("grad_norm_n", 0) + 1
-            w["lr"], w["beta"] = record["lr"], record["beta"]
-        if state.step % every == 0:
-            n = w.pop("n")
-            out = {"split": "train", "step": state.step, "epoch": state.epoch, "lr": w.pop("lr"), "beta": w.pop("beta")}
-            if w.get("grad_norm_n"):
-                out["grad_norm"] = w.pop("grad_norm_sum") / w.pop("grad_norm_n")
-            out.update({k: v / n for k, v in w.items()})
-            log.write(out)
-            state.window = {}
-
-    def _finish(self, modality, vae, device, log: MetricsLog, state: Progress) -> tuple[list[Path], EvalResult | None]:
+    def _finish(self) -> tuple[list[Path], EvalResult | None]:
         """Leave something to look at: prior samples, reconstructions, and the eval table."""
-        recipe = self.recipe
+        recipe, modality, vae, device = self.recipe, self.modality, self.vae, self.device
         best = self.run_dir / BEST
-        weights, weights_step = "last", state.step
+        weights, weights_step = "last", self.state.step
         if best.exists():
-            weights, weights_step = "best", int(load_weights(vae, best).get("step", state.best_step))
+            weights, weights_step = "best", int(load_weights(vae, best).get("step", self.hook("validation").best_step))
         vae.eval()
         files: list[Path] = []
         samples_dir = self.run_dir / "samples"
@@ -643,18 +448,15 @@ class Trainer:
             if recipe.train.samples:
                 _, px = vae.sample(recipe.train.samples, generator=torch.Generator(device).manual_seed(recipe.seed))
                 files += modality.write_samples(px, samples_dir / "prior")
-            batch = to_device(first_examples(modality.dataset("validation"), modality.collate, 8), device)
+            batch = to_device(first_examples(self.val_set, modality.collate, 8), device)
             _, px = vae.reconstruct(batch)
             files += modality.write_reconstructions(batch, px, samples_dir / "reconstructions")
         result = None
         if recipe.eval.at_end:
             result = evaluate_split(modality, vae, recipe.eval.split, device=device, show_progress=self.progress_bar)
-            write_json(self.run_dir / EVAL, {"split": recipe.eval.split, "step": state.step, "weights": weights,
+            write_json(self.run_dir / EVAL, {"split": recipe.eval.split, "step": self.state.step, "weights": weights,
                                              "weights_step": weights_step, **result.as_dict()})
-            log.write({"split": f"eval/{recipe.eval.split}", "step": state.step, "epoch": state.epoch,
-                       **{k: v for k, v in result.as_dict().items() if isinstance(v, (int, float)) and v is not None}})
+            self.log.write({"split": f"eval/{recipe.eval.split}", "step": self.state.step, "epoch": self.state.epoch,
+                            **{k: v for k, v in result.as_dict().items() if isinstance(v, (int, float)) and v is not None}})
             files.append(self.run_dir / EVAL)
-        from vaezoo.analysis.curves import write_curves  # matplotlib loads only here, once a run ends
-
-        files += write_curves(self.run_dir)
         return files, result

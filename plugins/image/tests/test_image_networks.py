@@ -7,6 +7,7 @@ import torch
 
 from vaezoo import VAE, Bernoulli, Gaussian, Laplace
 from vaezoo.core.errors import RecipeError
+from vaezoo.core.objectives import elbo_objective
 from vaezoo_image import ImageModality
 
 from image_helpers import make_recipe
@@ -39,7 +40,7 @@ def test_shapes_and_gradients(tmp_path, size, model, color):
     assert mean.shape == logvar.shape == (5, LATENT)
     px = vae.decoder(torch.randn(7, LATENT))
     assert isinstance(px, Bernoulli) and px.mean.shape == (7, c, size, size)
-    out = vae({"x": x})
+    out = elbo_objective(vae, {"x": x})
     out.loss.backward()
     assert all(p.grad is not None for p in vae.parameters())
 

@@ -9,6 +9,7 @@ import pytest
 import tomli_w
 import torch
 
+from vaezoo.core.objectives import elbo_objective
 from vaezoo.plugin.recipes import build_recipe
 
 @pytest.fixture(autouse=True, scope="module")
@@ -90,7 +91,7 @@ def train_briefly(vae, batch: dict, steps: int, lr: float = 0.02, beta: float = 
     vae.train()
     for _ in range(steps):
         opt.zero_grad()
-        loss = vae(batch, beta=beta).loss
+        loss = elbo_objective(vae, batch, beta=beta).loss
         loss.backward()
         opt.step()
     vae.eval()

@@ -1,0 +1,77 @@
+"""Training numbers in metrics.jsonl (and TensorBoard): step windows and epoch timing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vaezoo.train.hooks.base import Hook
+
+# Fields of a step's record averaged over a window of log_every steps (when present).
+AVERAGED = ("loss", "elbo", "reconstruction", "kl", "encoder_steps")
+
+
+class TrainMetrics(Hook):
+    """One "train" record per ``log_every`` steps (the window's means; the last, shorter window
+    at the end) and one "timing" record per epoch, its time summed over interruptions. The
+    running sums live in the checkpoint, so a resumed run writes the same records."""
+
+    name = "metrics"
+
+    def __init__(self) -> None:
+        self.window: dict[str, Any] = {}
+        self.epoch_seconds = 0.0   # time in training steps so far this epoch
+        self.epoch_batches = 0     # micro-batches trained so far this epoch
+
+    def after_step(self, trainer, record: dict) -> None:
+        self.epoch_seconds += record["seconds"]
+        self.epoch_batches += record["batches"]
+        w = self.window
+        for key in AVERAGED:
+            if key in record:
+                w[key] = w.get(key, 0.0) + record[key]
+        w["n"] = w.get("n", 0) + 1
+        if record["grad_norm"] is not None:
+            w["grad_norm_sum"] = w.get("grad_norm_sum", 0.0) + record["grad_norm"]
+            w["grad_norm_n"] = w.get("grad_norm_n", 0) + 1
+        w["lr"], w["beta"] = record["lr"], record["beta"]
+        if trainer.state.step % trainer.cfg.log_every == 0:
+            self.flush(trainer)
+
+    def flush(self, trainer) -> None:
+        """Write the window's record and start a new window."""
+        w = self.window
+        if not w.get("n"):
+            return
+        n = w.pop("n")
+        out = {"split": "train", "step": trainer.state.step, "epoch": trainer.state.epoch, "lr": w.pop("lr"),
+               "beta": w.pop("beta")}
+        if w.get("grad_norm_n"):
+            out["grad_norm"] = w.pop("grad_norm_sum") / w.pop("grad_norm_n")
+        w.pop("grad_norm_sum", None), w.pop("grad_norm_n", None)
+        out.update({k: v / n for k, v in w.items()})
+        trainer.log.write(out)
+        self.window = {}
+
+    def log_timing(self, trainer) -> None:
+        if self.epoch_batches:
+            examples = self.epoch_batches * trainer.cfg.batch_size * trainer.ctx.world_size
+            trainer.log.write({"split": "timing", "step": trainer.state.step, "epoch": trainer.state.epoch,
+                               "train_seconds": self.epoch_seconds,
+                               "examples_per_second": examples / max(self.epoch_seconds, 1e-9)})
+        self.epoch_seconds, self.epoch_batches = 0.0, 0
+
+    def on_epoch_end(self, trainer) -> None:
+        self.log_timing(trainer)   # resets: a second call (a resume from here) writes nothing
+
+    def on_fit_end(self, trainer) -> None:
+        if not trainer.interrupted:
+            self.log_timing(trainer)  # an epoch cut short by max_steps or early stopping
+            self.flush(trainer)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"window": self.window, "epoch_seconds": self.epoch_seconds, "epoch_batches": self.epoch_batches}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.window = dict(state.get("window", {}))
+        self.epoch_seconds = float(state.get("epoch_seconds", 0.0))
+        self.epoch_batches = int(state.get("epoch_batches", 0))
