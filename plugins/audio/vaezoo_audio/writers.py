@@ -8,6 +8,8 @@ frequencies at the bottom, time to the right, each cell ``SCALE`` pixels per fra
 band, cells separated by ``PAD`` pixels of mid gray.
 Colours map dB through a fixed ramp (black - purple - orange - pale yellow) over the
 ``DYNAMIC_RANGE_DB`` below the loudest value of the whole picture, so cells compare.
+
+Every file is written atomically (``vaezoo.atomic_path``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from vaezoo import save_png_grid
+from vaezoo import atomic_path, save_png_grid
 from vaezoo_audio.features import DB_PER_NEPER
 
 PAD = 2
@@ -72,8 +74,8 @@ def save_wav(wave: torch.Tensor, sample_rate: int, path: Path) -> Path:
     if peak > PEAK:
         array = array * (PEAK / peak)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), array, sample_rate, subtype="PCM_16")
+    with atomic_path(path) as tmp:   # the temporary's name ends in .tmp: name the format
+        sf.write(str(tmp), array, sample_rate, subtype="PCM_16", format="WAV")
     return path
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from vaezoo import write_text
+
 EMPTY = "<empty>"
 
 
@@ -26,9 +28,8 @@ def _line(sentence: str) -> str:
 def write_lines(blocks: Sequence[Sequence[str]], stem: Path) -> list[Path]:
     """Write ``{stem}.txt``: the lines of each block, blocks separated by a blank line."""
     path = Path(f"{stem}.txt")
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = "\n\n".join("\n".join(_line(s) for s in block) for block in blocks)
-    path.write_text(text + "\n", encoding="utf-8")
+    write_text(path, text + "\n")   # atomic; makes the folder
     return [path]
 
 
