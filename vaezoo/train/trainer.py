@@ -205,6 +205,8 @@ class Trainer:
             if state.batch_in_epoch >= self.batches_per_epoch:
                 self._call("on_epoch_end")
                 state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+        if not self.interrupted:
+            self._call("on_train_end")
         self._call("on_fit_end")
 
     def _optimizer_step(self, batches: Iterator[Batch], group: int) -> dict:

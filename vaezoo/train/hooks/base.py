@@ -19,8 +19,10 @@ each method on every hook, in the order of the trainer's hook list:
                                            counter moves on; a run resumed from a checkpoint
                                            taken there calls it again, so it must do nothing
                                            twice (check your own state)
-    on_fit_end(trainer)                    once when the loop ends: at the last step, by early
-                                           stopping, or interrupted (``trainer.interrupted``)
+    on_train_end(trainer)                  once after the last step, unless interrupted (Ctrl-C):
+                                           the last records, the validation of the last step
+    on_fit_end(trainer)                    once when the loop ends, interrupted or not
+                                           (``trainer.interrupted``): the final checkpoint
 
     state_dict() -> dict                   what the hook must carry across a crash: numbers,
     load_state_dict(state)                 strings, lists, dicts and tensors (a network's and
@@ -44,7 +46,7 @@ if TYPE_CHECKING:
     from vaezoo.train.trainer import Trainer
 
 EVENTS = ("on_fit_start", "on_epoch_start", "before_step", "after_backward", "after_step", "on_validation",
-          "on_epoch_end", "on_fit_end")
+          "on_epoch_end", "on_train_end", "on_fit_end")
 
 
 class Hook:
@@ -70,6 +72,9 @@ class Hook:
         return False
 
     def on_epoch_end(self, trainer: "Trainer") -> None:
+        pass
+
+    def on_train_end(self, trainer: "Trainer") -> None:
         pass
 
     def on_fit_end(self, trainer: "Trainer") -> None:

@@ -6,8 +6,9 @@ from typing import Any
 
 from vaezoo.train.hooks.base import Hook
 
-# Fields of a step's record averaged over a window of log_every steps (when present).
-AVERAGED = ("loss", "elbo", "reconstruction", "kl", "encoder_steps")
+# Fields of a step's record that are not averaged over the window: every other number is
+# (the loss terms, and whatever numbers hooks add, e.g. encoder_steps).
+NOT_AVERAGED = ("split", "step", "epoch", "lr", "beta", "grad_norm", "batches", "seconds")
 
 
 class TrainMetrics(Hook):
@@ -26,9 +27,9 @@ class TrainMetrics(Hook):
         self.epoch_seconds += record["seconds"]
         self.epoch_batches += record["batches"]
         w = self.window
-        for key in AVERAGED:
-            if key in record:
-                w[key] = w.get(key, 0.0) + record[key]
+        for key, value in record.items():
+            if key not in NOT_AVERAGED and isinstance(value, (int, float)) and not isinstance(value, bool):
+                w[key] = w.get(key, 0.0) + value
         w["n"] = w.get("n", 0) + 1
         if record["grad_norm"] is not None:
             w["grad_norm_sum"] = w.get("grad_norm_sum", 0.0) + record["grad_norm"]
@@ -63,10 +64,9 @@ class TrainMetrics(Hook):
     def on_epoch_end(self, trainer) -> None:
         self.log_timing(trainer)   # resets: a second call (a resume from here) writes nothing
 
-    def on_fit_end(self, trainer) -> None:
-        if not trainer.interrupted:
-            self.log_timing(trainer)  # an epoch cut short by max_steps or early stopping
-            self.flush(trainer)
+    def on_train_end(self, trainer) -> None:
+        self.log_timing(trainer)  # an epoch cut short by max_steps or early stopping
+        self.flush(trainer)       # the last, shorter window
 
     def state_dict(self) -> dict[str, Any]:
         return {"window": self.window, "epoch_seconds": self.epoch_seconds, "epoch_batches": self.epoch_batches}

@@ -32,9 +32,9 @@ class Validation(Hook):
         if not trainer.cfg.eval_every and self.last_step != trainer.state.step:
             self.validate(trainer)
 
-    def on_fit_end(self, trainer) -> None:
+    def on_train_end(self, trainer) -> None:
         # The steps since the last validation count for best.safetensors and eval.json too.
-        if not trainer.interrupted and trainer.state.step > 0 and self.last_step != trainer.state.step:
+        if trainer.state.step > 0 and self.last_step != trainer.state.step:
             self.validate(trainer)
 
     def validate(self, trainer) -> None:
