@@ -431,9 +431,9 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
     it never stops the other plugins from working. `vaezoo plugins check NAME` tests one.
     """
     if ctx.invoked_subcommand is None:
-        from vaezoo.plugin.registry import discover, listing
+        from vaezoo.plugin.registry import entries, listing
 
-        click.echo(listing(discover(), as_json))
+        click.echo(listing(entries(), as_json))
 
 
 @plugins.command(name="check")

@@ -26,6 +26,7 @@ from vaezoo.core.batches import Batch
 from vaezoo.core.errors import VaezooError
 from vaezoo.core.model import VAE
 from vaezoo.core.objectives import elbo_objective, log_importance_weights
+from vaezoo.plugin.protocol import ApiVersion
 from vaezoo.plugin.registry import get_modality, plugin_info
 from vaezoo.config.recipe import Recipe, apply_overrides
 from vaezoo.plugin.recipes import build_recipe
@@ -44,7 +45,7 @@ class CheckReport:
     name: str
     distribution: str | None
     version: str | None
-    api_version: int | None
+    api_version: ApiVersion | None
     location: str | None
     batch: dict[str, str] = field(default_factory=dict)   # key -> shape and dtype, as text
     latent_dim: int = 0

@@ -2,7 +2,8 @@
 
 The templates are real files under ``vaezoo/plugin/scaffold_template/`` (packaged as package data),
 rendered with ``string.Template``: ``$name`` (the modality), ``$package`` (``vaezoo_NAME``),
-``$distribution`` (``vaezoo-NAME``), ``$class_name`` and ``$api_version`` in file contents
+``$distribution`` (``vaezoo-NAME``), ``$class_name``, ``$api_version`` (the core's plugin-API
+version as a Python tuple, ``(1, 1)``) and ``$api_version_text`` (``1.1``) in file contents
 and in file and folder names; a ``.tmpl`` suffix is dropped. The distribution is written
 into a temporary folder beside the target and renamed into place, so a failure never leaves
 a half-written plugin behind.
@@ -41,7 +42,8 @@ def template_values(name: str) -> dict[str, str]:
         "package": f"vaezoo_{name}",
         "distribution": f"vaezoo-{name.replace('_', '-')}",
         "class_name": "".join(part.capitalize() for part in name.split("_")) + "Modality",
-        "api_version": str(PLUGIN_API_VERSION),
+        "api_version": repr(tuple(PLUGIN_API_VERSION)),
+        "api_version_text": str(PLUGIN_API_VERSION),
     }
 
 
