@@ -1,22 +1,20 @@
-"""The `vaezoo` command line. Every command but `train` works on a run directory."""
+"""The `vaezoo` command line. Every command but `train` works on a run directory.
+
+Nothing heavy is imported here: each command imports what it needs (torch, the trainer, the
+analysis modules) when it runs, so `vaezoo --help`, `vaezoo recipes` and `vaezoo options`
+answer at once. `tests/test_cli_startup.py` keeps torch out of them;
+`benchmarks/cli_startup.py` measures them.
+"""
 
 from __future__ import annotations
 
 import math
 import os
 import sys
-from datetime import datetime
 from pathlib import Path
 
 import click
-import torch
-from safetensors.torch import save_file
 
-from vaezoo.core.version import __version__
-from vaezoo.core.batches import slice_batch, to_device
-from vaezoo.core.files import atomic_path, write_json
-from vaezoo.train.checkpoints import EVAL
-from vaezoo.core.data import first_examples
 from vaezoo.core.errors import InputError, VaezooError
 
 class FiniteFloatRange(click.FloatRange):
@@ -103,8 +101,18 @@ class VaezooGroup(click.Group):
             sys.exit(130)
 
 
+def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from vaezoo.core.version import __version__   # reads the package metadata: only when asked
+
+    click.echo(f"vaezoo, version {__version__}")
+    ctx.exit()
+
+
 @click.group(cls=VaezooGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, prog_name="vaezoo")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Show the version and exit.")
 def main() -> None:
     """vaezoo: train and use variational autoencoders for images, text, audio and more.
 
@@ -153,6 +161,8 @@ def train(recipe: str | None, overrides, run_dir: Path | None, resume: Path | No
     On resume only [train] and [eval] keys may be overridden (e.g. to train longer).
     Ctrl-C stops after the current step with a checkpoint that --resume continues exactly.
     """
+    from datetime import datetime
+
     from vaezoo.core.errors import RecipeError
     from vaezoo.plugin.recipes import load_recipe, resolve_recipe_path
     from vaezoo.train.runs import load_recipe_of_run
@@ -200,6 +210,8 @@ def train(recipe: str | None, overrides, run_dir: Path | None, resume: Path | No
 @opens_a_run
 def sample(run_dir: Path, count: int, temperature: float, seed: int, out: Path | None, weights: str, overrides, device: str) -> None:
     """Draw samples from the prior and write them with the modality's writer (PNG, text, WAV ...)."""
+    import torch
+
     run = _open(run_dir, weights, overrides, device)
     generator = torch.Generator(run.device).manual_seed(seed)
     torch.manual_seed(seed)
@@ -208,6 +220,9 @@ def sample(run_dir: Path, count: int, temperature: float, seed: int, out: Path |
 
 
 def _inputs_or_split(run, inputs, split: str, n: int):
+    from vaezoo.core.batches import to_device
+    from vaezoo.core.data import first_examples
+
     batch = run.modality.load_inputs(list(inputs)) if inputs else first_examples(run.modality.dataset(split), run.modality.collate, n)
     return to_device(batch, run.device)
 
@@ -224,6 +239,8 @@ def _inputs_or_split(run, inputs, split: str, n: int):
 def reconstruct(run_dir: Path, inputs, count: int, split: str, out: Path | None, seed: int, weights: str, overrides,
                 device: str) -> None:
     """Encode INPUTS (files or strings, as the modality reads them) or examples of a split, and decode them."""
+    import torch
+
     run = _open(run_dir, weights, overrides, device)
     torch.manual_seed(seed)
     batch = _inputs_or_split(run, inputs, split, count)
@@ -245,6 +262,11 @@ def reconstruct(run_dir: Path, inputs, count: int, split: str, out: Path | None,
 def interpolate(run_dir: Path, inputs, steps: int, method: str, pairs: int, split: str, out: Path | None,
                 seed: int, weights: str, overrides, device: str) -> None:
     """Walk the latent space between two inputs (INPUT_A INPUT_B), or between pairs of a split."""
+    import torch
+
+    from vaezoo.core.batches import slice_batch, to_device
+    from vaezoo.core.data import first_examples
+
     run = _open(run_dir, weights, overrides, device)
     torch.manual_seed(seed)
     if inputs:
@@ -283,7 +305,9 @@ def eval_(run_dir: Path, split: str | None, iw_samples, max_examples, batch_size
 
     Prints a table and writes the same numbers as JSON (with the KL of every latent dimension).
     """
+    from vaezoo.core.files import write_json
     from vaezoo.core.progress import progress_bars
+    from vaezoo.train.checkpoints import EVAL
     from vaezoo.train.evaluation import evaluate_split
 
     run = _open(run_dir, weights, overrides, device)
@@ -311,7 +335,10 @@ def encode(run_dir: Path, inputs, split: str, max_examples, out: Path | None, no
 
     Tensors: "mean" and "logvar" [N, D], and any integer "label" the batches carry.
     """
+    from safetensors.torch import save_file
+
     from vaezoo.analysis.latents import encode_batches, encode_split
+    from vaezoo.core.files import atomic_path
     from vaezoo.core.progress import progress_bars
 
     run = _open(run_dir, weights, overrides, device)

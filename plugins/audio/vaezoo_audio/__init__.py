@@ -5,15 +5,32 @@ Registered as ``audio`` in the ``vaezoo.modalities`` entry-point group. Public p
 ``ModelConfig``, ``InversionConfig``), the front end and its inverse (``FrontEnd``,
 ``Normalizer``, ``Inverter``), the reader ``read_audio``, the networks and ``mel_errors``
 (mel L1 and log-spectral distance in dB).
+
+The plugin class and its sections load at once; the rest (torch, torchaudio, soundfile)
+loads on first use, so discovering the plugin stays cheap.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
 from vaezoo_audio.config import DataConfig, FeaturesConfig, InversionConfig, ModelConfig
-from vaezoo_audio.data import list_audio, read_audio
-from vaezoo_audio.features import FrontEnd, Inverter, Normalizer, mel_errors
 from vaezoo_audio.modality import AudioModality
-from vaezoo_audio.networks import MelDecoder, MelEncoder
+
+# public name -> the module that defines it, imported on first use (PEP 562)
+_LAZY = {
+    "FrontEnd": "vaezoo_audio.features",
+    "Normalizer": "vaezoo_audio.features",
+    "Inverter": "vaezoo_audio.features",
+    "mel_errors": "vaezoo_audio.features",
+    "read_audio": "vaezoo_audio.data",
+    "list_audio": "vaezoo_audio.data",
+    "MelEncoder": "vaezoo_audio.networks",
+    "MelDecoder": "vaezoo_audio.networks",
+}
 
 __all__ = [
     "__version__",
@@ -31,3 +48,21 @@ __all__ = [
     "MelEncoder",
     "MelDecoder",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'vaezoo_audio' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:
+    from vaezoo_audio.data import list_audio, read_audio
+    from vaezoo_audio.features import FrontEnd, Inverter, Normalizer, mel_errors
+    from vaezoo_audio.networks import MelDecoder, MelEncoder

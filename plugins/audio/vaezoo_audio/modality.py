@@ -1,25 +1,30 @@
-"""The audio modality: what vaezoo's core calls to train and use a mel-spectrogram VAE."""
+"""The audio modality: what vaezoo's core calls to train and use a mel-spectrogram VAE.
+
+Importing this module is cheap: torch, torchaudio, soundfile and the data, feature, network
+and writer modules load inside the methods that use them (an instance builds its front end
+at once), so `vaezoo plugins`, `vaezoo recipes` and `vaezoo options` read the class's
+sections without paying for them.
+"""
 
 from __future__ import annotations
 
 import math
 import time
 from pathlib import Path
-from typing import Iterable, Sequence
-
-import torch
-from torch import nn
-from torch.utils.data import Dataset
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import vaezoo
 from vaezoo import InputError, Modality, VaezooError
-from vaezoo import to_device
 
-from vaezoo_audio import writers
 from vaezoo_audio.config import DataConfig, FeaturesConfig, InversionConfig, ModelConfig
-from vaezoo_audio.data import AudioSource, crop_or_pad, read_audio
-from vaezoo_audio.features import FrontEnd, Inverter, Normalizer, mel_errors
-from vaezoo_audio.networks import MelDecoder, MelEncoder
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+    from torch.utils.data import Dataset
+
+    from vaezoo_audio.data import AudioSource
+    from vaezoo_audio.features import Inverter, Normalizer
 
 RECONSTRUCTION_COLUMNS = 8
 
@@ -34,6 +39,8 @@ class AudioModality(Modality):
 
     def __init__(self, recipe, run_dir: Path | None = None):
         super().__init__(recipe, run_dir)
+        from vaezoo_audio.features import FrontEnd
+
         self.front_end = FrontEnd(recipe.features)
         # Opened on first use: sampling from a finished run needs neither the data nor a split.
         self._source: AudioSource | None = None
@@ -55,12 +62,16 @@ class AudioModality(Modality):
     @property
     def source(self) -> AudioSource:
         if self._source is None:
+            from vaezoo_audio.data import AudioSource
+
             self._source = AudioSource(self.recipe.data, self.front_end)
         return self._source
 
     # -- normalisation statistics -------------------------------------------------------------
     def fit(self, run_dir: Path) -> None:
         """Fit log-mel statistics on the training split; save them as run_dir/audio_stats.json."""
+        from vaezoo_audio.features import Normalizer
+
         d, f = self.recipe.data, self.recipe.features
         Normalizer.fit(self.source.training_features(d.stats_max_files), f.n_mels, f.normalize).save(run_dir, f)
         self.run_dir = Path(run_dir)
@@ -72,6 +83,8 @@ class AudioModality(Modality):
         if self._normalizer is None:
             if self.run_dir is None:
                 raise VaezooError("the audio modality needs a run directory holding audio_stats.json (written by fit)")
+            from vaezoo_audio.features import Normalizer
+
             self._normalizer = Normalizer.load(self.run_dir, self.recipe.features)
         return self._normalizer
 
@@ -83,12 +96,18 @@ class AudioModality(Modality):
 
     def example_batch(self, n: int = 4) -> vaezoo.Batch:
         """Standardised random log-mel clips ``[n, 1, n_mels, T]``, as the datasets give them."""
+        import torch
+
         x = torch.randn(n, 1, self.recipe.features.n_mels, self.clip_frames)
         return {"x": x, "length": torch.full((n,), self.clip_frames)}
 
     def load_inputs(self, items: Sequence[str]) -> vaezoo.Batch:
         """Audio files given on the command line: the first T frames of each (after trimming, when
         the recipe trims), padded like the data."""
+        import torch
+
+        from vaezoo_audio.data import crop_or_pad, read_audio
+
         if not items:
             raise InputError("no input audio files given")
         d = self.recipe.data
@@ -104,15 +123,21 @@ class AudioModality(Modality):
 
     # -- networks -----------------------------------------------------------------------------
     def build_encoder(self) -> nn.Module:
+        from vaezoo_audio.networks import MelEncoder
+
         return MelEncoder(self.recipe.features.n_mels, self.clip_frames, self.recipe.latent.dim, self.recipe.model)
 
     def build_decoder(self) -> nn.Module:
+        from vaezoo_audio.networks import MelDecoder
+
         return MelDecoder(self.recipe.features.n_mels, self.clip_frames, self.recipe.latent.dim, self.recipe.model)
 
     # -- back to sound ------------------------------------------------------------------------
     @property
     def inverter(self) -> Inverter:
         if self._inverter is None:
+            from vaezoo_audio.features import Inverter
+
             self._inverter = Inverter(self.recipe.features, self.recipe.inversion)
         return self._inverter
 
@@ -125,6 +150,8 @@ class AudioModality(Modality):
 
         Griffin-Lim's initial phases come from a generator seeded with the recipe's seed, so the
         same decodings always give the same WAV files, whatever the command did with the RNG."""
+        import torch
+
         started = time.perf_counter()
         waves = self.inverter(log_mel, torch.Generator().manual_seed(self.recipe.seed))
         self.inversion_seconds += time.perf_counter() - started
@@ -134,10 +161,14 @@ class AudioModality(Modality):
     def _png(self, rows: list[torch.Tensor], columns: int, stem: Path) -> list[Path]:
         if not self.recipe.inversion.png:
             return []
+        from vaezoo_audio import writers
+
         return [writers.save_png(writers.spectrogram_grid(rows, columns), stem)]
 
     def write_samples(self, px, stem: Path) -> list[Path]:
         """One WAV per sample (``stem-00.wav`` ...) and a PNG grid of their spectrograms."""
+        from vaezoo_audio import writers
+
         log_mel = self.log_mel(px.mean)
         n, rate = len(log_mel), self.recipe.features.sample_rate
         files = [writers.save_wav(w, rate, writers.numbered(stem, i, n)) for i, w in enumerate(self.to_waves(log_mel))]
@@ -147,6 +178,10 @@ class AudioModality(Modality):
     def write_reconstructions(self, batch: vaezoo.Batch, px, stem: Path) -> list[Path]:
         """``stem-00-input.wav`` (the input's log-mel inverted the same way, for a fair comparison),
         ``stem-00-reconstruction.wav`` ..., and a PNG of input rows over reconstruction rows."""
+        import torch
+
+        from vaezoo_audio import writers
+
         inputs, outputs = self.log_mel(batch["x"]), self.log_mel(px.mean)
         n, rate = len(inputs), self.recipe.features.sample_rate
         waves = self.to_waves(torch.cat([inputs, outputs]))   # one batched Griffin-Lim
@@ -163,6 +198,8 @@ class AudioModality(Modality):
     def write_interpolations(self, px, steps: int, stem: Path) -> list[Path]:
         """One WAV per pair (``stem-00.wav`` ...): its ``steps`` clips with short silences between,
         and a PNG with one row per pair."""
+        from vaezoo_audio import writers
+
         log_mel = self.log_mel(px.mean)
         if len(log_mel) % steps:
             raise ValueError(f"{len(log_mel)} decodings do not split into paths of {steps} steps")
@@ -174,19 +211,23 @@ class AudioModality(Modality):
         return self._png(list(log_mel.split(steps)), steps, stem) + files
 
     # -- evaluation ---------------------------------------------------------------------------
-    @torch.no_grad()
     def extra_metrics(self, vae, batches: Iterable[vaezoo.Batch], base: dict) -> dict[str, float]:
         """Reconstruction errors on the evaluated clips, over real (unpadded) frames, in dB of
         mel power: ``mel_l1_db`` (mean absolute difference) and ``lsd_db`` (log-spectral
         distance: per frame the root-mean-square difference over mel bands, then the mean)."""
+        import torch
+
+        from vaezoo_audio.features import mel_errors
+
         device = next(vae.parameters()).device
         l1 = lsd = 0.0
         frames = 0
-        for batch in batches:   # exactly the clips the core evaluated
-            batch = to_device(batch, device)
-            _, px = vae.reconstruct(batch)
-            a, b, c = mel_errors(self.log_mel(batch["x"]), self.log_mel(px.mean), batch["length"].cpu())
-            l1, lsd, frames = l1 + a, lsd + b, frames + c
+        with torch.no_grad():
+            for batch in batches:   # exactly the clips the core evaluated
+                batch = vaezoo.to_device(batch, device)
+                _, px = vae.reconstruct(batch)
+                a, b, c = mel_errors(self.log_mel(batch["x"]), self.log_mel(px.mean), batch["length"].cpu())
+                l1, lsd, frames = l1 + a, lsd + b, frames + c
         if not frames:
             return {}
         return {"mel_l1_db": l1 / frames, "lsd_db": lsd / frames}

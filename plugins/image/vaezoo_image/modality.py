@@ -1,19 +1,24 @@
-"""The image modality: what vaezoo's core calls to train and use an image VAE."""
+"""The image modality: what vaezoo's core calls to train and use an image VAE.
+
+Importing this module is cheap: torch and the data, network and writer modules load inside
+the methods that use them, so `vaezoo plugins`, `vaezoo recipes` and `vaezoo options` read
+the class's sections without paying for torch.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
-
-import torch
-from torch import nn
-from torch.utils.data import Dataset
+from typing import TYPE_CHECKING, Sequence
 
 import vaezoo
 from vaezoo import InputError, Modality
 
-from vaezoo_image import data, networks, writers
 from vaezoo_image.config import DataConfig, ModelConfig
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+    from torch.utils.data import Dataset
 
 
 class ImageModality(Modality):
@@ -35,10 +40,15 @@ class ImageModality(Modality):
         return (1 if d.color == "gray" else 3, d.size, d.size)
 
     # -- data -------------------------------------------------------------------------------
-    def dataset(self, split: str) -> Dataset:
+    def _open_source(self):
         if self._source is None:
+            from vaezoo_image import data
+
             self._source = data.open_source(self.recipe.data)
-        return self._source.split(split)
+        return self._source
+
+    def dataset(self, split: str) -> Dataset:
+        return self._open_source().split(split)
 
     @property
     def label_names(self) -> list[str] | None:
@@ -46,12 +56,12 @@ class ImageModality(Modality):
         the class sub-folder names of an image folder."""
         if self.recipe.data.label_names:
             return list(self.recipe.data.label_names)
-        if self._source is None:
-            self._source = data.open_source(self.recipe.data)
-        return getattr(self._source, "classes", None)
+        return getattr(self._open_source(), "classes", None)
 
     def example_batch(self, n: int = 4) -> vaezoo.Batch:
         """Random images of the recipe's shape, binarized when training binarizes, with labels."""
+        import torch
+
         x = torch.rand(n, *self.shape)
         if self.recipe.data.binarize == "dynamic":
             x = torch.bernoulli(x)
@@ -59,6 +69,10 @@ class ImageModality(Modality):
 
     def load_inputs(self, items: Sequence[str]) -> vaezoo.Batch:
         """Image files given on the command line, preprocessed as the evaluation splits are."""
+        import torch
+
+        from vaezoo_image import data
+
         d: DataConfig = self.recipe.data
         images = []
         for i, item in enumerate(items):
@@ -73,23 +87,35 @@ class ImageModality(Modality):
 
     # -- networks ---------------------------------------------------------------------------
     def build_encoder(self) -> nn.Module:
+        from vaezoo_image import networks
+
         return networks.build_encoder(self.shape, self.recipe.latent.dim, self.recipe.model)
 
     def build_decoder(self) -> nn.Module:
+        from vaezoo_image import networks
+
         return networks.build_decoder(self.shape, self.recipe.latent.dim, self.recipe.model)
 
     # -- writers ----------------------------------------------------------------------------
     def write_samples(self, px, stem: Path) -> list[Path]:
+        from vaezoo_image import writers
+
         return writers.write_samples(px.mean, stem)
 
     def write_reconstructions(self, batch: vaezoo.Batch, px, stem: Path) -> list[Path]:
+        from vaezoo_image import writers
+
         return writers.write_reconstructions(batch["x"], px.mean, stem)
 
     def write_interpolations(self, px, steps: int, stem: Path) -> list[Path]:
+        from vaezoo_image import writers
+
         return writers.write_rows(px.mean, steps, stem)
 
     def write_traversal(self, vae: vaezoo.VAE, stem: Path, *, z: torch.Tensor | None = None, steps: int = 9,
                         span: float = 3.0, dims: list[int] | None = None) -> list[Path]:
         """A latent traversal grid: one row per latent dimension, ``steps`` values in [-span, span]."""
+        from vaezoo_image import writers
+
         _, px = writers.latent_traversal(vae, z, steps=steps, span=span, dims=dims)
         return writers.write_rows(px.mean, steps, stem)

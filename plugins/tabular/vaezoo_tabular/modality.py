@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence
-
-import torch
+from typing import TYPE_CHECKING, Literal, Sequence
 
 import vaezoo
 from vaezoo import InputError, VaezooError, option
 
-from vaezoo_tabular.columns import Schema
-from vaezoo_tabular.imputation import write_filled
-from vaezoo_tabular.networks import Decoder, Encoder
 from vaezoo_tabular.table import DEFAULT_MISSING, Table, read_table
+
+if TYPE_CHECKING:  # torch, the schema, the networks and the writers load when an instance needs them
+    import torch
+
+    from vaezoo_tabular.columns import Schema
+    from vaezoo_tabular.networks import Decoder, Encoder
 
 SCHEMA = "schema.json"
 
@@ -43,8 +44,9 @@ class ModelConfig:
     min_log_sd: float = option(-3.0, help="soft floor on the log sd of real columns (standardised units)")
 
 
-class _Rows(torch.utils.data.Dataset):
-    """Encoded rows of one split, in memory; items carry the original cells for the writers."""
+class _Rows:
+    """Encoded rows of one split, in memory; items carry the original cells for the writers (a
+    map-style dataset: ``__len__`` and ``__getitem__``, plus ``__getitems__`` for whole batches)."""
 
     def __init__(self, x: torch.Tensor, mask: torch.Tensor, cells: list[list[str | None]], columns: list[str], source: str):
         self.x, self.mask, self.cells, self.columns, self.source = x, mask, cells, columns, source
@@ -94,6 +96,8 @@ class TabularModality(vaezoo.Modality):
         return {"train": train, "validation": validation, "test": test or train}
 
     def fit(self, run_dir: Path) -> None:
+        from vaezoo_tabular.columns import Schema
+
         data = self.recipe.data
         schema = Schema.infer(self.table(), self.split_rows()["train"], data.categorical, data.real, data.drop)
         vaezoo.write_json(Path(run_dir) / SCHEMA, schema.to_json())
@@ -105,6 +109,8 @@ class TabularModality(vaezoo.Modality):
             if path is None or not path.exists():
                 raise VaezooError(f"the tabular modality needs a run directory holding {SCHEMA}, written by fit "
                                   f"(vaezoo train); none at {path}")
+            from vaezoo_tabular.columns import Schema
+
             self._schema = Schema.from_json(path)
         return self._schema
 
@@ -117,6 +123,8 @@ class TabularModality(vaezoo.Modality):
         return self._rows(self.table(), self.split_rows()[split])
 
     def collate(self, examples):
+        import torch
+
         if isinstance(examples, dict):
             return examples
         return {"x": torch.stack([e["x"] for e in examples]), "mask": torch.stack([e["mask"] for e in examples]),
@@ -125,6 +133,8 @@ class TabularModality(vaezoo.Modality):
 
     def load_inputs(self, items: Sequence[str]) -> dict:
         """CSV files with (at least) the training table's columns; their missing cells get imputed."""
+        import torch
+
         parts = []
         for item in items:
             if not Path(item).is_file():
@@ -137,10 +147,14 @@ class TabularModality(vaezoo.Modality):
     # -- networks
 
     def build_encoder(self) -> Encoder:
+        from vaezoo_tabular.networks import Encoder
+
         s = self.schema()
         return Encoder(s.real, s.categorical, s.sizes, self.recipe.model.hidden, self.recipe.latent.dim)
 
     def build_decoder(self) -> Decoder:
+        from vaezoo_tabular.networks import Decoder
+
         s, m = self.schema(), self.recipe.model
         return Decoder(s.real, s.categorical, s.sizes, list(reversed(m.hidden)), self.recipe.latent.dim,
                        m.scale, m.min_log_sd)
@@ -149,8 +163,12 @@ class TabularModality(vaezoo.Modality):
 
     def write_reconstructions(self, batch, px, stem: Path) -> list[Path]:
         """One CSV per input file: observed cells as they were, missing cells from the decoded posterior mean."""
+        from vaezoo_tabular.imputation import write_filled
+
         return write_filled(self.schema(), batch, px.mean, stem)
 
     def write_samples(self, px, stem: Path) -> list[Path]:
         """Synthetic rows: one draw of every cell from the decoded prior samples."""
+        from vaezoo_tabular.imputation import write_filled
+
         return write_filled(self.schema(), None, px.sample(), stem)

@@ -5,15 +5,32 @@ Registered as ``text`` in the ``vaezoo.modalities`` entry-point group. Public pi
 ``ModelConfig``, ``GenerateConfig``), ``SentenceDistribution`` (the autoregressive p(x|z)
 with ``generate``), the readers ``read_lines`` / ``read_wordnet``, the tokenizer helpers
 and ``perplexity``.
+
+The plugin class, its sections and ``perplexity`` load at once; the rest (torch, the
+tokenizers) loads on first use, so discovering the plugin stays cheap.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
 from vaezoo_text.config import DataConfig, GenerateConfig, ModelConfig, TokenizerConfig
-from vaezoo_text.data import read_lines, read_wordnet
 from vaezoo_text.modality import TextModality, perplexity
-from vaezoo_text.networks import Decoder, Encoder, SentenceDistribution
-from vaezoo_text.tokenizer import load_tokenizer, save_tokenizer, train_tokenizer
+
+# public name -> the module that defines it, imported on first use (PEP 562)
+_LAZY = {
+    "SentenceDistribution": "vaezoo_text.networks",
+    "Encoder": "vaezoo_text.networks",
+    "Decoder": "vaezoo_text.networks",
+    "read_lines": "vaezoo_text.data",
+    "read_wordnet": "vaezoo_text.data",
+    "train_tokenizer": "vaezoo_text.tokenizer",
+    "save_tokenizer": "vaezoo_text.tokenizer",
+    "load_tokenizer": "vaezoo_text.tokenizer",
+}
 
 __all__ = [
     "__version__",
@@ -32,3 +49,21 @@ __all__ = [
     "load_tokenizer",
     "perplexity",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'vaezoo_text' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:
+    from vaezoo_text.data import read_lines, read_wordnet
+    from vaezoo_text.networks import Decoder, Encoder, SentenceDistribution
+    from vaezoo_text.tokenizer import load_tokenizer, save_tokenizer, train_tokenizer

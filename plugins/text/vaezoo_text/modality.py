@@ -1,22 +1,28 @@
-"""The text modality: what vaezoo's core calls to train and use a sentence VAE."""
+"""The text modality: what vaezoo's core calls to train and use a sentence VAE.
+
+Importing this module is cheap: torch, the tokenizers (transformers) and the data, network
+and writer modules load inside the methods that use them, so `vaezoo plugins`,
+`vaezoo recipes` and `vaezoo options` read the class's sections without paying for them.
+"""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Iterable, Sequence
-
-import torch
-from torch import nn
-from torch.utils.data import Dataset
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import vaezoo
 from vaezoo import SPLITS, InputError, Modality, VaezooError
 
-from vaezoo_text import data, writers
 from vaezoo_text.config import DataConfig, GenerateConfig, ModelConfig, TokenizerConfig
-from vaezoo_text.networks import Decoder, Encoder, SentenceDistribution
-from vaezoo_text.tokenizer import decode, encode, load_tokenizer, save_tokenizer, train_tokenizer
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+    from torch.utils.data import Dataset
+
+    from vaezoo_text.data import TokenDataset
+    from vaezoo_text.networks import SentenceDistribution
 
 
 def perplexity(nll_nats: float, tokens: int) -> float:
@@ -47,7 +53,7 @@ class TextModality(Modality):
         super().__init__(recipe, run_dir)
         # Read on first use: sampling from a finished run needs neither the corpus nor a split.
         self._splits: dict[str, list[str]] | None = None
-        self._datasets: dict[str, data.TokenDataset] = {}
+        self._datasets: dict[str, TokenDataset] = {}
         self._tokenizer = None
 
     @property
@@ -58,6 +64,8 @@ class TextModality(Modality):
     # -- tokenizer ----------------------------------------------------------------------------
     def fit(self, run_dir: Path) -> None:
         """Train the tokenizer on the training split and save it as run_dir/tokenizer.json."""
+        from vaezoo_text.tokenizer import save_tokenizer, train_tokenizer
+
         save_tokenizer(train_tokenizer(self.sentences("train"), self.recipe.tokenizer), run_dir)
         self.run_dir = Path(run_dir)
         self._tokenizer = None  # reload from the file, exactly as every later instance will
@@ -67,14 +75,20 @@ class TextModality(Modality):
         if self._tokenizer is None:
             if self.run_dir is None:
                 raise VaezooError("the text modality needs a run directory holding tokenizer.json (written by fit)")
+            from vaezoo_text.tokenizer import load_tokenizer
+
             self._tokenizer = load_tokenizer(self.run_dir)
         return self._tokenizer
 
     def encode_sentences(self, sentences: Sequence[str]) -> list[list[int]]:
+        from vaezoo_text.tokenizer import encode
+
         return encode(self.tokenizer, sentences, self.recipe.tokenizer.max_length)
 
     def decode_tokens(self, ids: torch.Tensor) -> list[str]:
         """Text of each row of token ids ``[N, L]``."""
+        from vaezoo_text.tokenizer import decode
+
         return [decode(self.tokenizer, row) for row in ids.tolist()]
 
     # -- data ---------------------------------------------------------------------------------
@@ -82,20 +96,30 @@ class TextModality(Modality):
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
         if self._splits is None:
+            from vaezoo_text import data
+
             self._splits = data.make_splits(self.recipe.data)
         return self._splits[split]
 
     def dataset(self, split: str) -> Dataset:
         if split not in self._datasets:
+            from vaezoo_text import data
+
             self._datasets[split] = data.TokenDataset(self.encode_sentences(self.sentences(split)))
         return self._datasets[split]
 
     def collate(self, examples: Sequence[torch.Tensor]) -> vaezoo.Batch:
+        from vaezoo_text import data
+
         return data.pad_batch(examples, self.tokenizer.pad_token_id)
 
     def example_batch(self, n: int = 4) -> vaezoo.Batch:
         """A tokenizer trained on a few built-in sentences (saved in the run directory, as fit
         would), and ``n`` of them as a padded batch."""
+        import torch
+
+        from vaezoo_text.tokenizer import save_tokenizer, train_tokenizer
+
         save_tokenizer(train_tokenizer(EXAMPLE_SENTENCES, self.recipe.tokenizer), self.run_dir)
         self._tokenizer = None
         sentences = [EXAMPLE_SENTENCES[i % len(EXAMPLE_SENTENCES)] for i in range(n)]
@@ -103,6 +127,8 @@ class TextModality(Modality):
 
     def load_inputs(self, items: Sequence[str]) -> vaezoo.Batch:
         """Sentences given on the command line, tokenized like the training data."""
+        import torch
+
         if not items:
             raise InputError("no input sentences given")
         sentences = [" ".join(item.split()) for item in items]
@@ -113,9 +139,13 @@ class TextModality(Modality):
 
     # -- networks -----------------------------------------------------------------------------
     def build_encoder(self) -> nn.Module:
+        from vaezoo_text.networks import Encoder
+
         return Encoder(len(self.tokenizer), self.recipe.model, self.recipe.latent.dim, self.tokenizer.pad_token_id)
 
     def build_decoder(self) -> nn.Module:
+        from vaezoo_text.networks import Decoder
+
         tok = self.tokenizer
         return Decoder(
             len(tok), self.recipe.model, self.recipe.latent.dim, pad_id=tok.pad_token_id, unk_id=tok.unk_token_id,
@@ -131,13 +161,19 @@ class TextModality(Modality):
         return self.decode_tokens(ids)
 
     def write_samples(self, px, stem: Path) -> list[Path]:
+        from vaezoo_text import writers
+
         return writers.write_samples(self.generate_text(px), stem)
 
     def write_reconstructions(self, batch: vaezoo.Batch, px, stem: Path) -> list[Path]:
         # The input as the model saw it (lowercased, rare words as <unk>), then its decoding.
+        from vaezoo_text import writers
+
         return writers.write_reconstructions(self.decode_tokens(batch["x"]), self.generate_text(px), stem)
 
     def write_interpolations(self, px, steps: int, stem: Path) -> list[Path]:
+        from vaezoo_text import writers
+
         return writers.write_interpolations(self.generate_text(px), steps, stem)
 
     # -- evaluation ---------------------------------------------------------------------------
