@@ -137,6 +137,7 @@ class Trainer:
         self._stop_requested = False
         self.vae = None
         self.beta = 0.0                      # beta of the step in progress
+        self.excluded_seconds = 0.0          # time spent validating, left out of the epochs' training time
 
     # -- what hooks use ----------------------------------------------------------------------
     def hook(self, name: str) -> Hook:
@@ -212,7 +213,6 @@ class Trainer:
     def _optimizer_step(self, batches: Iterator[Batch], group: int) -> dict:
         """One optimiser step over ``group`` micro-batches (gradient accumulation)."""
         cfg, state, optimizer = self.cfg, self.state, self.optimizer
-        tick = time.perf_counter()
         self.beta = beta = self.beta_at(state.step)
         lr = cfg.lr * self.lr_at(state.step)
         for g in optimizer.param_groups:
@@ -244,7 +244,7 @@ class Trainer:
         state.batch_in_epoch += group
         return {"split": "train", "step": state.step, "epoch": state.epoch, "lr": lr, "beta": beta,
                 "grad_norm": grad_norm, "loss": loss, "elbo": elbo, "reconstruction": rec, "kl": kl,
-                "batches": group, "seconds": time.perf_counter() - tick}
+                "batches": group}
 
     def _at_max_steps(self) -> bool:
         return bool(self.cfg.max_steps) and self.state.step >= self.cfg.max_steps

@@ -2,29 +2,39 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from vaezoo.train.hooks.base import Hook
 
 # Fields of a step's record that are not averaged over the window: every other number is
 # (the loss terms, and whatever numbers hooks add, e.g. encoder_steps).
-NOT_AVERAGED = ("split", "step", "epoch", "lr", "beta", "grad_norm", "batches", "seconds")
+NOT_AVERAGED = ("split", "step", "epoch", "lr", "beta", "grad_norm", "batches")
 
 
 class TrainMetrics(Hook):
     """One "train" record per ``log_every`` steps (the window's means; the last, shorter window
     at the end) and one "timing" record per epoch, its time summed over interruptions. The
-    running sums live in the checkpoint, so a resumed run writes the same records."""
+    running sums live in the checkpoint, so a resumed run writes the same records.
+
+    An epoch's time is the wall-clock time of its steps and everything the loop and the hooks
+    do around them, less the time of validations (``trainer.excluded_seconds``)."""
 
     name = "metrics"
 
     def __init__(self) -> None:
         self.window: dict[str, Any] = {}
-        self.epoch_seconds = 0.0   # time in training steps so far this epoch
+        self.epoch_seconds = 0.0   # training time so far this epoch
         self.epoch_batches = 0     # micro-batches trained so far this epoch
+        self._mark = (0.0, 0.0)    # (clock, excluded seconds) when the time was last taken
+
+    def on_epoch_start(self, trainer) -> None:
+        self._mark = (time.perf_counter(), trainer.excluded_seconds)
 
     def after_step(self, trainer, record: dict) -> None:
-        self.epoch_seconds += record["seconds"]
+        now, excluded = time.perf_counter(), trainer.excluded_seconds
+        self.epoch_seconds += (now - self._mark[0]) - (excluded - self._mark[1])
+        self._mark = (now, excluded)
         self.epoch_batches += record["batches"]
         w = self.window
         for key, value in record.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 from vaezoo.train.checkpoints import BEST, save_weights
@@ -39,7 +40,9 @@ class Validation(Hook):
 
     def validate(self, trainer) -> None:
         cfg, state = trainer.cfg, trainer.state
+        tick = time.perf_counter()
         result = trainer.validate_now()
+        trainer.excluded_seconds += time.perf_counter() - tick   # not training time
         loss = -result.elbo
         trainer.log.write({"split": "validation", "step": state.step, "epoch": state.epoch, "loss": loss,
                            "elbo": result.elbo, "reconstruction": result.reconstruction, "kl": result.kl,
