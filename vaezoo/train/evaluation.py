@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Iterable
+
 import torch
 
+from vaezoo.core.batches import Batch
 from vaezoo.core.data import batches_in, split_batches
 from vaezoo.core.estimators import EvalResult, evaluate
 from vaezoo.core.progress import progress
@@ -17,7 +20,7 @@ def evaluate_split(modality, vae, split: str, *, device, iw_samples: int | None 
     size = batch_size or cfg.batch_size
     k = cfg.iw_samples if iw_samples is None else iw_samples
     limit = max_examples if max_examples is not None else (cfg.max_examples or None)
-    batches = split_batches(modality, split, size, limit)
+    batches: Iterable[Batch] = split_batches(modality, split, size, limit)
     if show_progress:
         batches = progress(batches, desc=f"evaluating {split} (k={k})", total=batches_in(modality, split, size, limit))
     result = evaluate(vae, batches, iw_samples=k, device=device, chunk_size=cfg.chunk_size, seed=modality.recipe.seed)

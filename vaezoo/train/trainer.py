@@ -20,7 +20,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -31,6 +31,7 @@ from vaezoo.core.batches import Batch, to_device
 from vaezoo.core.data import EpochBatchSampler, examples_at, first_examples, make_loader, random_batches
 from vaezoo.core.errors import RecipeError, RunDirError, TrainingDiverged
 from vaezoo.core.estimators import EvalResult, evaluate
+from vaezoo.core.model import VAE
 from vaezoo.core.files import is_temporary, remove_temporaries, write_json, write_text
 from vaezoo.core.objectives import ObjectiveOutput, build_objective
 from vaezoo.core.schedules import KLSchedule, LRSchedule
@@ -55,6 +56,9 @@ from vaezoo.train.hooks.base import EVENTS, overrides
 from vaezoo.train.metrics import MetricsLog
 from vaezoo.train.optim import make_optimizer, parameter_groups
 from vaezoo.train.runs import build_modality, build_vae, pick_device, weights_metadata
+
+if TYPE_CHECKING:
+    from vaezoo.plugin.protocol import Modality
 
 
 def kl_schedule(recipe: Recipe) -> KLSchedule:
@@ -106,6 +110,20 @@ class Trainer:
     after the current step with a checkpoint that ``--resume`` continues exactly.
     """
 
+    # Set up by fit(), before any hook is called:
+    ctx: DistContext
+    device: torch.device
+    modality: "Modality"
+    vae: VAE
+    model: torch.nn.Module        # the objective around the VAE, DDP-wrapped when distributed
+    optimizer: torch.optim.Optimizer
+    train_set: Any                # map-style datasets of the modality
+    val_set: Any
+    batches_per_epoch: int
+    lr_at: LRSchedule
+    beta_at: KLSchedule
+    log: MetricsLog
+
     def __init__(
         self,
         recipe: Recipe,
@@ -123,9 +141,10 @@ class Trainer:
         self.resume = resume
         self.progress_bar = progress_bar
         self.echo = echo
+        self.validation = Validation()
         self.hooks: list[Hook] = [AggressiveEncoder(), *hooks, TrainMetrics(),
                                   *([StepCallback(on_step)] if on_step is not None else []),
-                                  ProgressBar(progress_bar), Validation(), Checkpointing()]
+                                  ProgressBar(progress_bar), self.validation, Checkpointing()]
         names = [hook.name for hook in self.hooks]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates or not all(names):
@@ -135,7 +154,6 @@ class Trainer:
         self.saved_step: int | None = None   # the step of the last checkpoint written or resumed from
         self.interrupted = self.stopped_early = False
         self._stop_requested = False
-        self.vae = None
         self.beta = 0.0                      # beta of the step in progress
         self.excluded_seconds = 0.0          # time spent validating, left out of the epochs' training time
 
@@ -222,7 +240,8 @@ class Trainer:
         sums = torch.zeros(4, dtype=torch.float64)
         for i in range(group):
             batch = to_device(next(batches), self.device)
-            sync = self.model.no_sync() if self.ctx.enabled and i < group - 1 else nullcontext()
+            # DDP averages gradients once per optimiser step: at the last micro-batch.
+            sync = self.model.no_sync() if isinstance(self.model, DistributedDataParallel) and i < group - 1 else nullcontext()
             with sync:
                 out = self.forward(batch, beta)
                 (out.loss / group).backward()
@@ -367,7 +386,7 @@ class Trainer:
             self.echo(f"trained {self.state.step} steps in {time.perf_counter() - started:.1f}s")
             files, result = self._finish()
         self.log.close()
-        best = self.hook("validation").best
+        best = self.validation.best
         return TrainResult(self.run_dir, self.state.step, self.state.epoch, self.stopped_early, self.interrupted,
                            best, result, files, ctx.is_main)
 
@@ -441,7 +460,7 @@ class Trainer:
         best = self.run_dir / BEST
         weights, weights_step = "last", self.state.step
         if best.exists():
-            weights, weights_step = "best", int(load_weights(vae, best).get("step", self.hook("validation").best_step))
+            weights, weights_step = "best", int(load_weights(vae, best).get("step", self.validation.best_step))
         vae.eval()
         files: list[Path] = []
         samples_dir = self.run_dir / "samples"

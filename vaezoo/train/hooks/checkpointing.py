@@ -12,7 +12,7 @@ class Checkpointing(Hook):
 
     def __init__(self) -> None:
         self.due = False
-        self.saved = None   # (position, metrics length) at the last checkpoint: nothing new, no checkpoint
+        self.saved: tuple | None = None   # (position, metrics length) at the last checkpoint: nothing new, no checkpoint
 
     def on_fit_start(self, trainer) -> None:
         if trainer.saved_step is not None:        # resumed: the checkpoint it came from holds this moment
