@@ -1,5 +1,6 @@
-"""Recipe validation: every kind of mistake gives exit code 2 and one clear message."""
+"""Recipe validation: every kind of mistake gives exit code 2 and one clear message per mistake."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -7,6 +8,7 @@ from click.testing import CliRunner
 
 from tiny_modality import TINY_RECIPE
 from vaezoo.cli import main
+from vaezoo.config.recipe import TrainConfig
 from vaezoo.plugin.recipes import load_recipe
 
 
@@ -124,3 +126,53 @@ def test_plugins_ship_recipes_that_names_find_after_the_users_own(tmp_path, monk
 def test_every_command_has_help(command):
     result = CliRunner().invoke(main, [command, "--help"])
     assert result.exit_code == 0 and "Usage:" in result.output and len(result.output.splitlines()) > 4
+
+
+def test_a_recipe_with_several_mistakes_reports_them_all(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        TINY_RECIPE.replace("seed = 3", "seed = -1\ncolour = 3")
+        .replace("dim = 2", "dim = 0")
+        .replace("epochs = 3", "epocs = 3")
+        .replace("lr = 0.01", 'lr = "fast"')
+        .replace("dim = 6", "dim = 1")
+    )
+    result = run_train(path, "--set", "eval.iw_samples=-2")
+    assert result.exit_code == 2, result.output
+    assert result.output.splitlines() == [
+        f"error: {path}: colour: unknown key; allowed: modality, name, seed, latent, objective, train, eval, data, model",
+        f"error: {path}: seed: expected an integer >= 0, got -1",
+        f"error: {path}: [latent] dim: must be >= 1, got 0",
+        f"error: {path}: [train] epocs: unknown key (did you mean 'epochs'?); allowed: "
+        + ", ".join(f.name for f in dataclasses.fields(TrainConfig)),
+        f"error: {path}: [train] lr: expected a number, got 'fast'",
+        "error: --set: [eval] iw_samples: must be >= 0, got -2",
+        f"error: {path}: [data] dim: must be >= 2, got 1",
+    ]
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_unknown_modality_is_reported_with_the_core_mistakes(tmp_path):
+    """Without the plugin its sections are unknown, but the core's keys are still checked."""
+    path = tmp_path / "bad.toml"
+    path.write_text(TINY_RECIPE.replace('"tiny_modality:TinyVectors"', '"imgae"').replace("batch_size = 16", "batch_size = 0"))
+    result = run_train(path)
+    assert result.exit_code == 2
+    lines = result.output.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"error: {path}: modality: unknown modality 'imgae' (did you mean 'image'?); installed: ")
+    assert lines[1] == f"error: {path}: [train] batch_size: must be >= 1, got 0"
+
+
+def test_one_error_holds_every_problem():
+    from vaezoo.core.errors import RecipeError
+    from vaezoo.config.recipe import parse_recipe
+
+    with pytest.raises(RecipeError) as caught:
+        parse_recipe({"modality": "m", "latent": {"dim": "x"}, "eval": {"split": "dev", "bogus": 1}},
+                     plugin_sections={}, source="r.toml", base_dir=Path("."))
+    err = caught.value
+    assert [(p.source, p.key) for p in err.problems] == [("r.toml", "[latent] dim"), ("r.toml", "[eval] bogus"),
+                                                        ("r.toml", "[eval] split")]
+    assert str(err).splitlines() == [str(p) for p in err.problems] and err.exit_code == 2
+    assert RecipeError.combine([err.problems[0]]) is err.problems[0]

@@ -88,7 +88,8 @@ class VaezooGroup(click.Group):
         try:
             return super().invoke(ctx)
         except VaezooError as err:
-            click.echo(f"error: {err}", err=True)
+            for line in str(err).splitlines() or [""]:   # a recipe with several problems: one line each
+                click.echo(f"error: {line}", err=True)
             sys.exit(err.exit_code)
         except OSError as err:
             # A file the system refused (permissions, a full disk, a path that is not a folder):
@@ -117,8 +118,9 @@ def main() -> None:
     """vaezoo: train and use variational autoencoders for images, text, audio and more.
 
     A recipe (TOML) describes a run; `vaezoo train RECIPE` writes a run directory that the
-    other commands read. `vaezoo recipes` lists the shipped recipes, `vaezoo plugins` the
-    installed modalities.
+    other commands read. `vaezoo recipes` lists the shipped recipes, `vaezoo options
+    [MODALITY]` every recipe key with its default and help, `vaezoo plugins` the installed
+    modalities.
     """
 
 
@@ -492,6 +494,44 @@ def new_plugin(name: str, target: Path | None) -> None:
     from vaezoo.plugin.scaffold import new_plugin as write_plugin, next_steps
 
     click.echo(next_steps(name, write_plugin(name, target)))
+
+
+@main.command()
+@click.argument("modalities", nargs=-1, metavar="[MODALITY]")
+@click.option("--markdown", is_flag=True,
+              help="The reference page instead (docs/recipes.md): the core's sections and each MODALITY's "
+                   "(default: every installed modality).")
+def options(modalities: tuple[str, ...], markdown: bool) -> None:
+    """Every recipe section and key: type, default, range or choices and help, as commented TOML.
+
+    \b
+    Examples:
+      vaezoo options                 # the core's sections, and the installed modalities
+      vaezoo options image > my.toml # a whole recipe for images, every key at its default
+
+    Keys at their defaults are written out, required keys and unset ones commented out, so the
+    output pastes into a recipe: keep the keys you change. MODALITY is an installed modality
+    or "package.module:Class".
+    """
+    from vaezoo.config.reference import ModalityDoc, options_markdown, options_toml
+    from vaezoo.plugin.registry import discover, get_modality, plugin_info
+
+    def doc(name: str) -> ModalityDoc:
+        cls = get_modality(name)
+        return ModalityDoc(name, dict(cls.sections), getattr(cls, "description", "") or "", plugin_info(name).distribution)
+
+    if markdown:
+        names = modalities or [name for name, info in discover().items() if info.status == "ok"]
+        click.echo(options_markdown([doc(name) for name in names]), nl=False)
+        return
+    if len(modalities) > 1:
+        raise click.UsageError("give one MODALITY (a recipe has one), or none for the core's sections")
+    if modalities:
+        click.echo(options_toml(doc(modalities[0])), nl=False)
+        return
+    installed = [(name, info.description or "" if info.status == "ok" else f"({info.status_text}: {info.error})")
+                 for name, info in discover().items()]
+    click.echo(options_toml(None, installed), nl=False)
 
 
 @main.command()

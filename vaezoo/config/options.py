@@ -2,7 +2,9 @@
 
 A config section is a dataclass whose fields say their type; ``option()`` adds a help text
 and the allowed range or choices. ``parse_section`` turns a TOML table into that dataclass
-and reports the first problem as a ``RecipeError`` naming the key and what is allowed:
+and reports every problem in one ``RecipeError``, a line per key naming what is allowed;
+``document_section`` describes each key (type, default, range, help) for ``vaezoo options``
+and docs/recipes.md:
 
     @dataclass
     class DataConfig:
@@ -67,7 +69,8 @@ def _describe(tp: Any) -> str:
     if tp is Path:
         return "a path (string)"
     if origin is Literal:
-        return "one of " + ", ".join(repr(c) for c in typing.get_args(tp))
+        choices = typing.get_args(tp)
+        return repr(choices[0]) if len(choices) == 1 else "one of " + ", ".join(repr(c) for c in choices)
     if origin in (list, tuple):
         return f"a list of {_describe(typing.get_args(tp)[0]).removeprefix('an ').removeprefix('a ')}s"
     if origin in (types.UnionType, typing.Union):
@@ -170,7 +173,10 @@ def parse_section(
     cli_keys: typing.Iterable[str] = (),
     check_paths: bool = True,
 ) -> Any:
-    """Validate ``table`` against the dataclass ``cls``; the first problem raises ``RecipeError``.
+    """Validate ``table`` against the dataclass ``cls``. Every problem is collected (unknown
+    keys, missing required keys, wrong types, values out of range, missing paths) and raised
+    as one ``RecipeError`` that lists them; the dataclass's own ``check`` runs only when the
+    fields themselves are valid.
 
     ``check_paths=False`` skips the ``must_exist`` checks (opening a finished run elsewhere).
     """
@@ -179,33 +185,43 @@ def parse_section(
         raise RecipeError(source, f"[{section}]", f"must be a table, got {type(table).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
+    problems: list[RecipeError] = []
+
+    def blame(name: str) -> str:   # a value is blamed where it was written: the file or --set
+        return "--set" if f"{section}.{name}" in ctx.cli_keys else source
+
     for key in table:
         if key not in fields:
-            raise RecipeError(
-                source,
-                f"[{section}] {key}",
-                f"unknown key{did_you_mean(key, fields)}; allowed: {', '.join(fields)}",
-            )
+            problems.append(RecipeError(blame(key), f"[{section}] {key}",
+                                        f"unknown key{did_you_mean(key, fields)}; allowed: {', '.join(fields)}"))
     values = {}
     for name, f in fields.items():
-        dotted = f"{section}.{name}"
-        where = "--set" if dotted in ctx.cli_keys else source   # a bad value is blamed where it was written
+        where = blame(name)
         if name not in table:
             if f.default is _MISSING and f.default_factory is _MISSING:
-                raise RecipeError(source, f"[{section}] {name}", f"is required ({_describe(hints[name])}): {f.metadata.get('help', '')}".rstrip(": "))
+                problems.append(RecipeError(
+                    source, f"[{section}] {name}",
+                    f"is required ({_describe(hints[name])}): {f.metadata.get('help', '')}".rstrip(": ")))
             continue
         try:
-            value = _coerce(table[name], hints[name], dotted, ctx)
+            value = _coerce(table[name], hints[name], f"{section}.{name}", ctx)
         except _Invalid as err:
-            raise RecipeError(
-                where, f"[{section}] {name}", str(err) or f"expected {_describe(hints[name])}, got {table[name]!r}"
-            ) from None
+            problems.append(RecipeError(
+                where, f"[{section}] {name}", str(err) or f"expected {_describe(hints[name])}, got {table[name]!r}"))
+            continue
+        except RecipeError as err:   # a sub-table, with problems of its own
+            problems.append(err)
+            continue
         problem = _check_range(value, f.metadata)
         if problem:
-            raise RecipeError(where, f"[{section}] {name}", problem)
+            problems.append(RecipeError(where, f"[{section}] {name}", problem))
+            continue
         if ctx.check_paths and f.metadata.get("must_exist") and isinstance(value, Path) and not value.exists():
-            raise RecipeError(where, f"[{section}] {name}", f"path does not exist: {value}")
+            problems.append(RecipeError(where, f"[{section}] {name}", f"path does not exist: {value}"))
+            continue
         values[name] = value
+    if problems:
+        raise RecipeError.combine(problems)
     instance = cls(**values)
     check = getattr(instance, "check", None)
     if callable(check):
@@ -233,16 +249,58 @@ def to_table(instance: Any) -> dict:
     return out
 
 
-def describe_section(cls: type) -> list[tuple[str, str, str, str]]:
-    """(key, type, default, help) rows, for --help texts and docs."""
+@dataclasses.dataclass
+class OptionDoc:
+    """One key of a config section, described for people (``vaezoo options``, docs/recipes.md)."""
+
+    key: str
+    type: str                 # in words: "an integer", "one of 'elbo', 'iwae'", "a list of numbers" ...
+    default: Any              # the default value; ``_MISSING`` when the key is required
+    help: str
+    limits: str = ""          # in words: ">= 1", "> 0.0 and <= 1.0", "the path must exist"
+    table: type | None = None  # the dataclass of a sub-table
+
+    @property
+    def required(self) -> bool:
+        return self.default is _MISSING
+
+    @property
+    def allowed(self) -> str:
+        """The type and the limits together: "an integer >= 1", "a number > 0.0 and <= 1.0"."""
+        if not self.limits:
+            return self.type
+        if self.limits.startswith(("each", "the")):
+            return f"{self.type}, {self.limits}"
+        return f"{self.type} ({self.limits})" if " or " in self.type else f"{self.type} {self.limits}"
+
+
+def _limits(tp: Any, meta: typing.Mapping[str, Any]) -> str:
+    bounds = [f"{op} {meta[k]}" for k, op in (("gt", ">"), ("min", ">="), ("max", "<=")) if meta.get(k) is not None]
+    text = " and ".join(bounds)
+    if text and typing.get_origin(tp) in (list, tuple):
+        text = f"each {text}"
+    if meta.get("must_exist"):
+        text = f"{text}; the path must exist" if text else "the path must exist"
+    return text
+
+
+def document_section(cls: type) -> list[OptionDoc]:
+    """Every key of the config dataclass ``cls``, in field order."""
     hints = typing.get_type_hints(cls)
-    rows = []
+    docs = []
     for f in dataclasses.fields(cls):
         if f.default is not _MISSING:
-            default = repr(f.default)
+            default = f.default
         elif f.default_factory is not _MISSING:
-            default = repr(f.default_factory())
+            default = f.default_factory()
         else:
-            default = "(required)"
-        rows.append((f.name, _describe(hints[f.name]), default, f.metadata.get("help", "")))
-    return rows
+            default = _MISSING
+        tp = hints[f.name]
+        table = tp if dataclasses.is_dataclass(tp) else None
+        docs.append(OptionDoc(f.name, _describe(tp), default, f.metadata.get("help", ""), _limits(tp, f.metadata), table))
+    return docs
+
+
+def describe_section(cls: type) -> list[tuple[str, str, str, str]]:
+    """(key, type, default, help) rows, as text."""
+    return [(d.key, d.allowed, "(required)" if d.required else repr(d.default), d.help) for d in document_section(cls)]

@@ -58,10 +58,10 @@ class TrainConfig:
     epochs: int = option(10, min=1, help="passes over the training split")
     max_steps: int = option(0, min=0, help="stop after this many optimiser steps (0 = no cap)")
     batch_size: int = option(64, min=1, help="examples per micro-batch (per process under DDP)")
-    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = option("adam")
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = option("adam", help="optimiser (a change on resume starts its state fresh)")
     fused_optimizer: bool = option(True, help="use torch's fused kernel for adam, adamw and sgd on CPU and CUDA")
     lr: float = option(1e-3, gt=0.0, help="peak learning rate")
-    weight_decay: float = option(0.0, min=0.0)
+    weight_decay: float = option(0.0, min=0.0, help="weight decay (L2 for adam, sgd and rmsprop; decoupled for adamw)")
     betas: list[float] = option([0.9, 0.999], min=0.0, max=1.0, help="Adam/AdamW betas")
     momentum: float = option(0.9, min=0.0, max=1.0, help="SGD/RMSprop momentum")
     lr_schedule: Literal["constant", "cosine", "linear"] = option("constant", help="decay after warmup")
@@ -98,7 +98,7 @@ class TrainConfig:
 class EvalConfig:
     split: Literal["test", "validation", "train"] = option("test", help="split evaluated at the end and by `vaezoo eval`")
     iw_samples: int = option(100, min=0, help="importance samples k for the IW-NLL (0 = skip it)")
-    batch_size: int = option(100, min=1)
+    batch_size: int = option(100, min=1, help="examples per evaluation batch")
     chunk_size: int = option(100, min=1, help="importance samples decoded at once (memory bound)")
     max_examples: int = option(0, min=0, help="evaluate at most this many examples (0 = all)")
     at_end: bool = option(True, help="evaluate when training finishes and write eval.json")
@@ -176,30 +176,57 @@ def apply_overrides(raw: dict, overrides: Sequence[str]) -> tuple[dict, set[str]
 
 
 def parse_recipe(
-    raw: dict, *, plugin_sections: dict[str, type], source: str, base_dir: Path, cli_keys: Iterable[str] = frozenset(),
-    check_paths: bool = True,
+    raw: dict, *, plugin_sections: dict[str, type] | None, source: str, base_dir: Path,
+    cli_keys: Iterable[str] = frozenset(), check_paths: bool = True, problems: Sequence[RecipeError] = (),
 ) -> Recipe:
     """Validate a raw recipe table (after overrides) into a ``Recipe``, the modality's own
-    sections given by the caller (``vaezoo.plugin.recipes.build_recipe`` asks the registry)."""
-    modality = recipe_modality(raw, source)
-    allowed = list(TOP_LEVEL) + list(CORE_SECTIONS) + list(plugin_sections)
-    for key in raw:
-        if key not in allowed:
-            raise RecipeError(source, key, f"unknown key{did_you_mean(key, allowed)}; allowed: {', '.join(allowed)}")
+    sections given by the caller (``vaezoo.plugin.recipes.build_recipe`` asks the registry).
+
+    Every problem of every section is collected and raised as one ``RecipeError`` listing
+    them, one per line; ``problems`` are ones the caller found already. ``plugin_sections=None``
+    means the modality could not be loaded (the caller reports why in ``problems``): the core
+    keys are still checked, the others are left alone.
+    """
+    problems = list(problems)
+    modality = ""
+    if plugin_sections is None and not problems:
+        problems.append(RecipeError(source, "modality", "the modality's sections are unknown"))
+    if plugin_sections is not None:
+        try:
+            modality = recipe_modality(raw, source)
+        except RecipeError as err:
+            problems.append(err)
+        allowed = list(TOP_LEVEL) + list(CORE_SECTIONS) + list(plugin_sections)
+        for key in raw:
+            if key not in allowed:
+                problems.append(RecipeError(source, key, f"unknown key{did_you_mean(key, allowed)}; allowed: {', '.join(allowed)}"))
     name = raw.get("name", Path(source).stem)
     if not isinstance(name, str) or not name:
-        raise RecipeError(source, "name", f"expected a non-empty string, got {name!r}")
+        problems.append(RecipeError(source, "name", f"expected a non-empty string, got {name!r}"))
     seed = raw.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise RecipeError(source, "seed", f"expected an integer >= 0, got {seed!r}")
+        problems.append(RecipeError(source, "seed", f"expected an integer >= 0, got {seed!r}"))
 
-    def section(key: str, cls: type) -> Any:
-        return parse_section(cls, raw.get(key, {}), source=source, section=key, base_dir=base_dir, cli_keys=cli_keys,
-                             check_paths=check_paths)
-
-    core = {key: section(key, cls) for key, cls in CORE_SECTIONS.items()}
-    own = {key: section(key, cls) for key, cls in plugin_sections.items()}
+    parsed: dict[str, Any] = {}
+    for key, cls in {**CORE_SECTIONS, **(plugin_sections or {})}.items():
+        try:
+            parsed[key] = parse_section(cls, raw.get(key, {}), source=source, section=key, base_dir=base_dir,
+                                        cli_keys=cli_keys, check_paths=check_paths)
+        except RecipeError as err:
+            problems.append(err)
+    if problems:
+        raise RecipeError.combine(problems)
+    core = {key: parsed[key] for key in CORE_SECTIONS}
+    own = {key: parsed[key] for key in plugin_sections or {}}
     return Recipe(modality=modality, name=name, seed=seed, sections=own, source=source, **core)
+
+
+#: what the top-level keys of a recipe mean (for ``vaezoo options`` and docs/recipes.md)
+TOP_LEVEL_HELP = {
+    "modality": "the modality plugin: an installed entry-point name (`vaezoo plugins`) or \"package.module:Class\"",
+    "name": "the run's name, used for the default run directory (default: the recipe file's name)",
+    "seed": "seeds every random draw of the run: the same recipe trains the same model",
+}
 
 
 def recipe_modality(raw: dict, source: str) -> str:

@@ -20,13 +20,20 @@ from vaezoo.plugin.registry import get_modality, recipe_folders
 def build_recipe(
     raw: dict, *, source: str, base_dir: Path, cli_keys: Iterable[str] = frozenset(), check_paths: bool = True
 ) -> Recipe:
-    """Validate a raw recipe table (after overrides) into a ``Recipe`` of the plugin it names."""
+    """Validate a raw recipe table (after overrides) into a ``Recipe`` of the plugin it names.
+
+    Every problem is reported at once (one ``RecipeError``, a line each); when the modality
+    cannot be loaded, that is the first line and the core sections are still checked."""
+    sections: dict[str, type] | None = None
+    problems: list[RecipeError] = []
     try:
-        plugin = get_modality(recipe_modality(raw, source))
+        sections = get_modality(recipe_modality(raw, source)).sections
     except PluginError as err:
-        raise RecipeError(source, "modality", str(err)) from None
-    return parse_recipe(raw, plugin_sections=plugin.sections, source=source, base_dir=base_dir, cli_keys=cli_keys,
-                        check_paths=check_paths)
+        problems.append(RecipeError(source, "modality", str(err)))
+    except RecipeError as err:
+        problems.append(err)
+    return parse_recipe(raw, plugin_sections=sections, source=source, base_dir=base_dir, cli_keys=cli_keys,
+                        check_paths=check_paths, problems=problems)
 
 
 def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
