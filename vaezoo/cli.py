@@ -12,6 +12,7 @@ import math
 import os
 import sys
 from pathlib import Path
+from typing import Literal, cast
 
 import click
 
@@ -127,7 +128,8 @@ def main() -> None:
 def _open(run_dir: Path, weights: str = "best", overrides=(), device: str = "auto"):
     from vaezoo.train.runs import open_run
 
-    return open_run(run_dir, weights=weights, overrides=overrides, device=device)
+    which = cast(Literal["best", "last"], weights)   # click.Choice(["best", "last"]) checked it
+    return open_run(run_dir, weights=which, overrides=overrides, device=device)
 
 
 def _out_dir(run, out: Path | None) -> Path:
@@ -428,7 +430,7 @@ def score(run_dir: Path, inputs, k: int, split: str, max_examples, labels_path: 
     of_inputs = f" rows of {len(inputs)} inputs" if inputs and rows != len(inputs) else " inputs"
     click.echo(f"scored {rows}{of_inputs} by {result.kind}")
     if result.roc_auc is not None:
-        click.echo(f"ROC AUC {result.roc_auc:.4f} ({result.anomalous} anomalous, {len(result.names) - result.anomalous} normal)")
+        click.echo(f"ROC AUC {result.roc_auc:.4f} ({result.anomalous} anomalous, {len(result.names) - (result.anomalous or 0)} normal)")
     _echo_files(save_scores(result, out or run.path / "scores.csv", labels_path))
 
 

@@ -19,8 +19,10 @@ that raises ``ValueError`` for rules spanning several fields.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
+import functools
 import math
 import types
 import typing
@@ -47,7 +49,7 @@ def option(
     if default_factory is not _MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     if isinstance(default, (list, dict)):
-        return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=metadata)
+        return dataclasses.field(default_factory=functools.partial(copy.copy, default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -110,7 +112,7 @@ def _coerce(value: Any, tp: Any, key: str, ctx: "_Context") -> Any:
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise _Invalid
-        return parse_section(tp, value, source=ctx.source, section=key, base_dir=ctx.base_dir, cli_keys=ctx.cli_keys,
+        return parse_section(typing.cast(type, tp), value, source=ctx.source, section=key, base_dir=ctx.base_dir, cli_keys=ctx.cli_keys,
                              check_paths=ctx.check_paths)
     if tp is bool:
         if isinstance(value, bool):
@@ -254,7 +256,7 @@ class OptionDoc:
     """One key of a config section, described for people (``vaezoo options``, docs/recipes.md)."""
 
     key: str
-    type: str                 # in words: "an integer", "one of 'elbo', 'iwae'", "a list of numbers" ...
+    type_text: str            # in words: "an integer", "one of 'elbo', 'iwae'", "a list of numbers" ...
     default: Any              # the default value; ``_MISSING`` when the key is required
     help: str
     limits: str = ""          # in words: ">= 1", "> 0.0 and <= 1.0", "the path must exist"
@@ -268,10 +270,10 @@ class OptionDoc:
     def allowed(self) -> str:
         """The type and the limits together: "an integer >= 1", "a number > 0.0 and <= 1.0"."""
         if not self.limits:
-            return self.type
+            return self.type_text
         if self.limits.startswith(("each", "the")):
-            return f"{self.type}, {self.limits}"
-        return f"{self.type} ({self.limits})" if " or " in self.type else f"{self.type} {self.limits}"
+            return f"{self.type_text}, {self.limits}"
+        return f"{self.type_text} ({self.limits})" if " or " in self.type_text else f"{self.type_text} {self.limits}"
 
 
 def _limits(tp: Any, meta: typing.Mapping[str, Any]) -> str:
@@ -296,7 +298,7 @@ def document_section(cls: type) -> list[OptionDoc]:
         else:
             default = _MISSING
         tp = hints[f.name]
-        table = tp if dataclasses.is_dataclass(tp) else None
+        table = typing.cast(type, tp) if dataclasses.is_dataclass(tp) else None
         docs.append(OptionDoc(f.name, _describe(tp), default, f.metadata.get("help", ""), _limits(tp, f.metadata), table))
     return docs
 

@@ -23,14 +23,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Any, Iterable, Literal, cast
 
 from vaezoo.config.options import did_you_mean
 from vaezoo.config.recipe import CORE_SECTIONS, TOP_LEVEL
 from vaezoo.core.errors import PluginError
 from vaezoo.plugin.protocol import (
-    PLUGIN_API_VERSION, REQUIRED_MEMBERS, ApiVersion, api_version_problem, missing_members, parse_api_version,
-    with_defaults,
+    PLUGIN_API_VERSION, REQUIRED_MEMBERS, ApiVersion, Modality, api_version_problem, missing_members,
+    parse_api_version, with_defaults,
 )
 
 ENTRY_POINT_GROUP = "vaezoo.modalities"
@@ -48,7 +48,7 @@ class PluginInfo:
     location: str | None
     status: Literal["ok", "incompatible", "broken"]
     error: str | None = None
-    modality: type | None = None
+    modality: type[Modality] | None = None   # set when status is "ok"
     #: the status in words: "ok", "incompatible API version", "failed to import", "not a modality",
     #: "name mismatch", "conflict"
     status_text: str = "ok"
@@ -70,14 +70,15 @@ def _module_location(target: str) -> str | None:
     return getattr(spec, "origin", None) if spec else None
 
 
-def _not_a_modality(obj: object, target: str) -> str | None:
+def _not_a_modality(obj: Any, target: str) -> str | None:
     """Why ``obj`` is not a modality class, or None."""
     if not inspect.isclass(obj):
         return f"{target} is not a modality: it names a {type(obj).__name__}, not a class"
     missing = missing_members(obj)
     if missing:
         return f"{target} is not a modality: it lacks {', '.join(missing)}"
-    name, sections = obj.name, obj.sections
+    cls: Any = obj
+    name, sections = cls.name, cls.sections
     if not isinstance(name, str) or not name:
         return f"{target} is not a modality: name must be a non-empty string, got {name!r}"
     if not isinstance(sections, dict) or not all(isinstance(k, str) and dataclasses.is_dataclass(v)
@@ -130,7 +131,7 @@ def _inspect(name: str, target: str, dist: str | None, version: str | None, load
                       "the plugin must use one name for both")
         return info
     info.status = "ok"
-    info.modality = with_defaults(obj)
+    info.modality = cast("type[Modality]", with_defaults(obj))
     return info
 
 
@@ -182,9 +183,11 @@ def recipe_folders() -> list[Path]:
     """The recipe folders that loadable plugins ship (``Modality.recipe_folder``), in plugin-name order."""
     folders = []
     for info in discover().values():
-        folder = getattr(info.modality, "recipe_folder", None) if info.status == "ok" else None
-        module_file = getattr(sys.modules.get(info.modality.__module__), "__file__", None) if folder else None
-        if module_file:
+        if info.status != "ok" or info.modality is None:
+            continue
+        folder = getattr(info.modality, "recipe_folder", None)
+        module_file = getattr(sys.modules.get(info.modality.__module__), "__file__", None)
+        if folder and module_file:
             folders.append(Path(module_file).resolve().parent / folder)
     return folders
 
@@ -215,10 +218,10 @@ def plugin_info(name: str) -> PluginInfo:
     return plugins[name]
 
 
-def get_modality(name: str) -> type:
+def get_modality(name: str) -> type[Modality]:
     """The modality class for ``name``, or a ``PluginError`` saying why it cannot be used."""
     info = plugin_info(name)
-    if info.status != "ok":
+    if info.status != "ok" or info.modality is None:
         status = "conflict" if info.status_text == "conflict" else info.status
         raise PluginError(f"modality {name!r} cannot be used ({status}): {info.error}")
     return info.modality
@@ -244,9 +247,10 @@ def listing(found: dict[str, PluginInfo] | Iterable[PluginInfo] | None = None, a
         dist = f"{r['distribution']} {r['version']}" if r["distribution"] else "-"
         table.append((r["name"], r["status_text"], dist, r["api_version"] or "?", r["location"] or "-"))
     widths = [max(len(row[i]) for row in table) for i in range(4)]
-    for row, r in zip(table, [None] + rows):
+    lines.append("  ".join(cell.ljust(w) for cell, w in zip(table[0], widths)) + "  " + table[0][4])
+    for row, r in zip(table[1:], rows):
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[4])
-        for note in ((r["description"], r["error"]) if r is not None else ()):
+        for note in (r["description"], r["error"]):
             if note:
                 lines.append(" " * (widths[0] + 2) + note)
     return "\n".join(lines)

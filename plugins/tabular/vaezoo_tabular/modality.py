@@ -13,9 +13,12 @@ from vaezoo_tabular.table import DEFAULT_MISSING, Table, read_table
 
 if TYPE_CHECKING:  # torch, the schema, the networks and the writers load when an instance needs them
     import torch
+    from torch.utils.data import Dataset as _Dataset
 
     from vaezoo_tabular.columns import Schema
     from vaezoo_tabular.networks import Decoder, Encoder
+else:
+    _Dataset = object   # a map-style dataset needs no base class at run time
 
 SCHEMA = "schema.json"
 
@@ -44,7 +47,7 @@ class ModelConfig:
     min_log_sd: float = option(-3.0, help="soft floor on the log sd of real columns (standardised units)")
 
 
-class _Rows:
+class _Rows(_Dataset):
     """Encoded rows of one split, in memory; items carry the original cells for the writers (a
     map-style dataset: ``__len__`` and ``__getitem__``, plus ``__getitems__`` for whole batches)."""
 
