@@ -78,6 +78,14 @@ class Bernoulli(Likelihood):
     def elementwise_log_prob(self, x: torch.Tensor) -> torch.Tensor:
         return -F.binary_cross_entropy_with_logits(self.logits, x.to(self.logits.dtype), reduction="none")
 
+    def log_prob(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if mask is not None:
+            return super().log_prob(x, mask)
+        # The same numbers as the elementwise path (negation is exact), with the minus taken
+        # after the sum: one pass less over every element, forward and backward.
+        nll = F.binary_cross_entropy_with_logits(self.logits, x.to(self.logits.dtype), reduction="none")
+        return -nll.reshape(nll.shape[0], -1).sum(-1)
+
     @property
     def mean(self) -> torch.Tensor:
         return torch.sigmoid(self.logits)
