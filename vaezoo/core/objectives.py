@@ -68,18 +68,25 @@ def free_bits_kl(kl_per_dim: torch.Tensor, free_bits: float) -> torch.Tensor:
     ``kl_per_dim`` is ``[N, D]``. Below the floor a dimension contributes the constant floor,
     so the optimiser is not pushed to close it further.
     """
-    mean_kl = kl_per_dim.mean(0)
-    if free_bits > 0:
-        mean_kl = mean_kl.clamp(min=free_bits)
-    return mean_kl.sum()
+    return _floored_sum(kl_per_dim.mean(0), free_bits)
+
+
+def _floored_sum(mean_kl_per_dim: torch.Tensor, free_bits: float) -> torch.Tensor:
+    return (mean_kl_per_dim.clamp(min=free_bits) if free_bits > 0 else mean_kl_per_dim).sum()
 
 
 def elbo_objective(vae: "VAE", batch: Batch, *, beta: float = 1.0, free_bits: float = 0.0) -> ObjectiveOutput:
-    """-(E_q[log p(x|z)] - beta * KL) with one reparameterised sample and the closed-form KL."""
+    """-(E_q[log p(x|z)] - beta * KL) with one reparameterised sample and the closed-form KL.
+
+    Only ``loss`` (and the terms it is made of) carries gradients: the per-example figures
+    are for logging and are computed without building a graph (every step pays for them)."""
     terms = elbo_terms(vae, batch)
-    rec, kl = terms.reconstruction, terms.kl
-    loss = -rec.mean() + beta * free_bits_kl(terms.kl_per_dim, free_bits)
-    return ObjectiveOutput(loss, rec - beta * kl, terms.elbo, rec, kl, terms.kl_per_dim.mean(0))
+    rec = terms.reconstruction
+    mean_kl_per_dim = terms.kl_per_dim.mean(0)        # [D]: the loss's KL term, and the log's
+    loss = -rec.mean() + beta * _floored_sum(mean_kl_per_dim, free_bits)
+    with torch.no_grad():
+        kl = terms.kl
+        return ObjectiveOutput(loss, rec - beta * kl, rec - kl, rec, kl, mean_kl_per_dim)
 
 
 def log_importance_weights(

@@ -237,7 +237,7 @@ class Trainer:
             g["lr"] = lr
         self._call("before_step")
         optimizer.zero_grad(set_to_none=True)
-        sums = torch.zeros(4, dtype=torch.float64)
+        loss = rec = kl = 0.0
         for i in range(group):
             batch = to_device(next(batches), self.device)
             # DDP averages gradients once per optimiser step: at the last micro-batch.
@@ -245,8 +245,10 @@ class Trainer:
             with sync:
                 out = self.forward(batch, beta)
                 (out.loss / group).backward()
-            # One host sync per micro-batch for the four numbers, not four.
-            sums += torch.stack([out.loss, out.elbo.mean(), out.reconstruction.mean(), out.kl.mean()]).detach().double().cpu()
+            # One host sync per micro-batch for the numbers of the log, not one per number.
+            means = torch.cat([out.loss.detach().view(1), torch.stack([out.reconstruction, out.kl]).detach().mean(1)])
+            micro_loss, micro_rec, micro_kl = means.tolist()
+            loss, rec, kl = loss + micro_loss / group, rec + micro_rec / group, kl + micro_kl / group
         self._call("after_backward")
         # The gradient norm costs ~10% of a small model's step on CPU, so it is taken only when
         # clipping needs it or the step is logged. Non-finite gradients that slip through show up
@@ -254,7 +256,6 @@ class Trainer:
         grad_norm = self.clip_gradients(self.vae.parameters())
         if grad_norm is None and (state.step + 1) % cfg.log_every == 0:
             grad_norm = torch.nn.utils.get_total_norm([p.grad for p in self.vae.parameters() if p.grad is not None]).item()
-        loss, elbo, rec, kl = (sums / group).tolist()
         if self.ctx.any(not (math.isfinite(loss) and (grad_norm is None or math.isfinite(grad_norm)))):
             what = f"loss {loss:.4g}" + ("" if grad_norm is None else f", gradient norm {grad_norm:.4g}")
             self.diverged(what, step=state.step + 1)
@@ -262,7 +263,7 @@ class Trainer:
         state.step += 1
         state.batch_in_epoch += group
         return {"split": "train", "step": state.step, "epoch": state.epoch, "lr": lr, "beta": beta,
-                "grad_norm": grad_norm, "loss": loss, "elbo": elbo, "reconstruction": rec, "kl": kl,
+                "grad_norm": grad_norm, "loss": loss, "elbo": rec - kl, "reconstruction": rec, "kl": kl,
                 "batches": group}
 
     def _at_max_steps(self) -> bool:
