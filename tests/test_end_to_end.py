@@ -226,6 +226,22 @@ def test_datasets_may_build_whole_batches(tiny_recipe, tmp_path):
     assert all(torch.equal(a["x"], b["x"]) for a, b in zip(fast, slow))
 
 
+def test_a_dataset_without_a_length_is_named():
+    """The sampler needs len(dataset); torch's Dataset does not promise one, so the core checks."""
+    from torch.utils.data import Dataset
+
+    from vaezoo.core.data import dataset_length, first_examples, make_loader
+
+    class Endless(Dataset):
+        def __getitem__(self, i):
+            return {"x": torch.zeros(2)}
+
+    assert dataset_length([{"x": torch.zeros(2)}] * 3) == 3
+    for call in (lambda: make_loader(Endless(), list, 4), lambda: first_examples(Endless(), list, 4)):
+        with pytest.raises(TypeError, match="'Endless' has no len\\(\\): a map-style dataset needs __len__"):
+            call()
+
+
 def test_a_failed_data_fit_leaves_no_half_made_run(tmp_path, monkeypatch):
     import tiny_modality
 

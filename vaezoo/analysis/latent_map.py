@@ -161,8 +161,8 @@ def make_latent_map(run, *, split: str = "test", method: str = "pca", color_by: 
     # The one call of the plugin's label_names: on the run's modality, after encoding the split,
     # only when its batches carry labels (names for the legend and the JSON).
     names = run.modality.label_names if labels is not None else None
-    png = draw(points, labels if color_by == "label" else assigned, names if color_by == "label" else None, title,
-               color_by, stem.with_suffix(".png"))
+    colors = labels if color_by == "label" and labels is not None else assigned  # label without labels: refused above
+    png = draw(points, colors, names if color_by == "label" else None, title, color_by, stem.with_suffix(".png"))
     points_csv = write_points(stem.with_suffix(".csv"), points, labels, assigned)
     result = LatentMap(split, method, len(points), latents.mean.shape[1], color_by, int(len(torch.unique(assigned))),
                        ari, share, names, png.name, points_csv.name)

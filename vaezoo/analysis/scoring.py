@@ -186,10 +186,10 @@ def score_run(run, inputs: Sequence[str], *, split: str = "test", k: int = 0, ma
 
     size = run.recipe.eval.batch_size
     # Labels are read before the slow part, so a bad label file fails fast.
-    table = read_labels(labels_path) if labels_path is not None else None
+    table = read_labels(labels_path) if labels_path is not None else {}
     if inputs:
         items = list(inputs)
-        if table is not None:
+        if labels_path is not None:
             # Each input needs a label as ITEM, or as ITEM:0 when it holds several rows; the
             # full match waits for the row names, known only once the inputs are read.
             labels_for([item for item in items if f"{item}:0" not in table], table, labels_path, ROWS_HINT)
@@ -204,7 +204,7 @@ def score_run(run, inputs: Sequence[str], *, split: str = "test", k: int = 0, ma
     if not inputs:
         names = [f"{split}:{i}" for i in range(len(scores))]
     result = ScoreResult(names, scores, k)
-    if table is not None:
+    if labels_path is not None:
         anomalous = labels_for(names, table, labels_path, ROWS_HINT if inputs else "")
         try:
             result.roc_auc = roc_auc(scores, anomalous)

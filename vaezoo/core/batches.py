@@ -50,7 +50,7 @@ def repeat_batch(batch: Batch, k: int) -> Batch:
     """Stack ``k`` copies along dim 0, sample-major: row ``i * N + n`` is example ``n``."""
     if k == 1:
         return batch
-    out = {}
+    out: Batch = {}
     for key, value in batch.items():
         if isinstance(value, torch.Tensor):
             out[key] = value.repeat(k, *([1] * (value.dim() - 1)))
@@ -62,7 +62,7 @@ def repeat_batch(batch: Batch, k: int) -> Batch:
 
 
 def slice_batch(batch: Batch, index: slice | list[int] | torch.Tensor) -> Batch:
-    out = {}
+    out: Batch = {}
     for key, value in batch.items():
         if isinstance(value, torch.Tensor):
             out[key] = value[index]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sized
 from typing import Callable, Iterator
 
 import torch
@@ -19,6 +20,13 @@ def split_indices(n: int, fraction: float, seed: int) -> tuple[list[int], list[i
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     held = max(1, round(fraction * n)) if fraction > 0 and n > 1 else 0
     return sorted(perm[held:]), sorted(perm[:held])
+
+
+def dataset_length(dataset: Dataset) -> int:
+    """``len(dataset)``: every map-style dataset has ``__len__``, though torch's ``Dataset`` does not declare it."""
+    if not isinstance(dataset, Sized):
+        raise TypeError(f"object of type {type(dataset).__name__!r} has no len(): a map-style dataset needs __len__")
+    return len(dataset)
 
 
 class EpochBatchSampler(Sampler[list[int]]):
@@ -90,7 +98,7 @@ def make_loader(
     num_workers: int = 0,
 ) -> DataLoader:
     sampler = EpochBatchSampler(
-        len(dataset), batch_size, shuffle=shuffle, seed=seed, epoch=epoch, rank=rank,
+        dataset_length(dataset), batch_size, shuffle=shuffle, seed=seed, epoch=epoch, rank=rank,
         world_size=world_size, drop_last=drop_last, start=start,
     )
     # Worker seeds come from this generator, not the global RNG, so loading never shifts training noise.
@@ -106,9 +114,10 @@ def examples_at(dataset: Dataset, collate: Callable, indices: list[int]) -> Batc
 
 def first_examples(dataset: Dataset, collate: Callable, n: int) -> Batch:
     """The first ``n`` examples of a dataset as one batch, cycling when it holds fewer."""
-    if len(dataset) == 0:
+    size = dataset_length(dataset)
+    if size == 0:
         raise InputError("the split is empty")
-    return examples_at(dataset, collate, [i % len(dataset) for i in range(n)])
+    return examples_at(dataset, collate, [i % size for i in range(n)])
 
 
 def random_batches(dataset: Dataset, collate: Callable, batch_size: int, seed: int) -> Iterator[Batch]:
@@ -118,9 +127,10 @@ def random_batches(dataset: Dataset, collate: Callable, batch_size: int, seed: i
     step keeps a resumed run on the same batches without saving any sampler state.
     """
     g = torch.Generator().manual_seed(seed)
-    size = min(batch_size, len(dataset))
+    n = dataset_length(dataset)
+    size = min(batch_size, n)
     while True:
-        yield examples_at(dataset, collate, torch.randperm(len(dataset), generator=g)[:size].tolist())
+        yield examples_at(dataset, collate, torch.randperm(n, generator=g)[:size].tolist())
 
 
 def split_batches(modality, split: str, size: int, max_examples: int | None = None) -> Iterator[Batch]:
@@ -138,5 +148,5 @@ def split_batches(modality, split: str, size: int, max_examples: int | None = No
 
 def batches_in(modality, split: str, size: int, max_examples: int | None = None) -> int:
     """How many batches ``split_batches`` yields (for progress bars)."""
-    n = len(modality.dataset(split))
+    n = dataset_length(modality.dataset(split))
     return math.ceil(min(n, max_examples or n) / size)

@@ -20,7 +20,7 @@ The image and audio plugins build their conv networks from these blocks.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -64,7 +64,8 @@ def plane_sizes(size: int | Size, stages: int, kernel_size: int) -> list[Size]:
     """``(height, width)`` before the first of ``stages`` stride-2 stages and after each one."""
     sizes = [_pair(size)]
     for _ in range(stages):
-        sizes.append(tuple(halved(s, kernel_size) for s in sizes[-1]))
+        height, width = sizes[-1]
+        sizes.append((halved(height, kernel_size), halved(width, kernel_size)))
     return sizes
 
 
@@ -78,9 +79,10 @@ def stage_lengths(length: int, stages: int, kernel_size: int) -> list[int]:
     return lengths
 
 
-_CONV = {1: nn.Conv1d, 2: nn.Conv2d}
-_TRANSPOSED = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d}
-_BATCH_NORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}
+# Layer classes by the number of spatial axes; their size arguments are ints or per-axis tuples.
+_CONV: dict[int, Callable[..., nn.Module]] = {1: nn.Conv1d, 2: nn.Conv2d}
+_TRANSPOSED: dict[int, Callable[..., nn.Module]] = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d}
+_BATCH_NORM: dict[int, Callable[[int], nn.Module]] = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}
 
 
 def _conv_layers(dims: int, cin: int, cout: int, spec: ConvSpec, resample: Resample,
@@ -138,7 +140,7 @@ class ConvBlock1d(nn.Sequential):
 class ResidualBlock(nn.Module):
     """x + two ConvBlocks of x, at constant width and size."""
 
-    _block = ConvBlock
+    _block: ClassVar[type[ConvBlock] | type[ConvBlock1d]] = ConvBlock
 
     def __init__(self, channels: int, spec: ConvSpec):
         super().__init__()

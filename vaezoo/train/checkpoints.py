@@ -126,7 +126,9 @@ def capture_rng() -> tuple[dict[str, torch.Tensor], dict]:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"rng.cuda.{i}"] = s
-    version, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
+    numpy_state = np.random.get_state(legacy=True)
+    assert isinstance(numpy_state, tuple)  # legacy=True: the tuple form, never the dict (older numpy stubs allow both)
+    version, keys, pos, has_gauss, cached = numpy_state
     tensors["rng.numpy"] = torch.from_numpy(np.asarray(keys).astype(np.int64))
     py_version, py_state, py_gauss = random.getstate()
     info = {"numpy": [version, int(pos), int(has_gauss), float(cached)], "python": [py_version, list(py_state), py_gauss]}

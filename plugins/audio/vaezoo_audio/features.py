@@ -162,6 +162,8 @@ class Normalizer:
 class Inverter(torch.nn.Module):
     """Log-mel ``[..., n_mels, T]`` -> waveform ``[..., (T - 1) * hop]``."""
 
+    window: torch.Tensor  # a buffer (register_buffer in __init__)
+
     def __init__(self, features: FeaturesConfig, inversion: InversionConfig):
         super().__init__()
         self.features, self.inversion = features, inversion
@@ -239,16 +241,20 @@ def griffin_lim(magnitude: torch.Tensor, angles: torch.Tensor, *, window: torch.
     if not 0 <= momentum < 1:
         raise ValueError(f"momentum must be in [0, 1), got {momentum}")
     alpha = momentum / (1 + momentum)
-    stft = dict(n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window)
+
+    def istft(spectrum: torch.Tensor) -> torch.Tensor:
+        return torch.istft(spectrum, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window,
+                           length=length)
+
     previous = None
     for _ in range(n_iter):
-        inverse = torch.istft(magnitude * angles, length=length, **stft)
-        rebuilt = torch.stft(inverse, center=True, pad_mode="reflect", normalized=False, onesided=True,
-                             return_complex=True, **stft)
+        inverse = istft(magnitude * angles)
+        rebuilt = torch.stft(inverse, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window,
+                             center=True, pad_mode="reflect", normalized=False, onesided=True, return_complex=True)
         update = rebuilt if previous is None or not alpha else torch.sub(rebuilt, previous, alpha=alpha)
         angles = torch.sgn(update)
         previous = rebuilt
-    return torch.istft(magnitude * angles, length=length, **stft)
+    return istft(magnitude * angles)
 
 
 def mel_errors(a: torch.Tensor, b: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[float, float, int]:

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from torch import nn
     from torch.utils.data import Dataset
 
+    from vaezoo_image.data import FolderSource, IdxSource
+
 
 class ImageModality(Modality):
     name = "image"
@@ -31,7 +33,7 @@ class ImageModality(Modality):
 
     def __init__(self, recipe, run_dir: Path | None = None):
         super().__init__(recipe, run_dir)
-        self._source = None  # opened on first use: sampling from a run needs no data
+        self._source: IdxSource | FolderSource | None = None  # opened on first use: sampling from a run needs no data
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -40,7 +42,7 @@ class ImageModality(Modality):
         return (1 if d.color == "gray" else 3, d.size, d.size)
 
     # -- data -------------------------------------------------------------------------------
-    def _open_source(self):
+    def _open_source(self) -> IdxSource | FolderSource:
         if self._source is None:
             from vaezoo_image import data
 

@@ -29,7 +29,7 @@ def conv_spec(cfg: ModelConfig) -> ConvSpec:
 def stage(cin: int, cout: int, spec: ConvSpec, resample: Resample, residual_blocks: int,
           out_size: tuple[int, int] | None = None) -> nn.Sequential:
     """One resolution step: a resampling ConvBlock, then ``residual_blocks`` residual blocks."""
-    blocks = [ConvBlock(cin, cout, spec, resample, out_size)]
+    blocks: list[nn.Module] = [ConvBlock(cin, cout, spec, resample, out_size)]
     blocks += [ResidualBlock(cout, spec) for _ in range(residual_blocks)]
     return nn.Sequential(*blocks)
 

@@ -4,6 +4,7 @@ import json
 import math
 import random
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import tomli_w
@@ -94,6 +95,13 @@ def test_impute_function_averages_posterior_draws(trained):
     # averaging draws moves the real predictions away from the decoded posterior mean
     assert any(a.rows[i][j] != mean.rows[i][j] for i, j in hidden)
     assert torch.isfinite(torch.tensor([float(a.rows[i][j]) for i, j in hidden])).all()
+
+
+def test_impute_refuses_a_run_of_another_modality(tmp_path):
+    # Not an AttributeError about .schema from deep inside: one line naming the run and its modality.
+    other = SimpleNamespace(path=tmp_path / "run", modality=SimpleNamespace(name="image"), device="cpu")
+    with pytest.raises(vaezoo.InputError, match="run of the 'image' modality; impute needs a tabular one"):
+        impute(other, write_csv(tmp_path / "t.csv"))
 
 
 def test_importance_weighting(trained):

@@ -13,6 +13,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
@@ -60,7 +61,7 @@ class Schema:
         for j, name in enumerate(table.columns):
             if name in drop:
                 continue
-            cells = [(i, row[j]) for i, row in enumerate(table.rows) if row[j] is not None]
+            cells = [(i, cell) for i, row in enumerate(table.rows) if (cell := row[j]) is not None]
             numbers = [_number(c) for _, c in cells]
             if not cells:
                 raise InputError(f"{table.path}: column {name!r} has no observed value; drop it ([data] drop)")
@@ -72,7 +73,7 @@ class Schema:
                 raise InputError(f"{table.path}: line {table.lines[bad]}: column {name!r} is declared real "
                                  f"but holds {table.rows[bad][j]!r}; a real cell is a number or a missing marker")
             train = set(train_rows)
-            seen = [v for (i, _), v in zip(cells, numbers) if i in train]
+            seen = [v for (i, _), v in zip(cells, numbers) if i in train and v is not None]  # all numbers here
             if not seen:
                 raise InputError(f"{table.path}: column {name!r} has no observed value in the training rows; "
                                  f"drop it ([data] drop) or declare it categorical")
@@ -124,12 +125,12 @@ class Schema:
 
         Missing cells hold 0 in x; the model never reads them (the mask zeroes them).
         """
-        rows = range(len(table.rows)) if rows is None else rows
+        picked: Sequence[int] = range(len(table.rows)) if rows is None else rows
         where = self.positions(table)
         index = [{v: k for k, v in enumerate(c.categories)} for c in self.columns]
-        x = torch.zeros(len(rows), len(self.columns))
-        mask = torch.zeros(len(rows), len(self.columns))
-        for n, i in enumerate(rows):
+        x = torch.zeros(len(picked), len(self.columns))
+        mask = torch.zeros(len(picked), len(self.columns))
+        for n, i in enumerate(picked):
             for j, (column, at) in enumerate(zip(self.columns, where)):
                 cell = table.rows[i][at]
                 if cell is None:

@@ -15,6 +15,7 @@ import torch
 import vaezoo
 
 from vaezoo_tabular.columns import Schema
+from vaezoo_tabular.modality import TabularModality
 from vaezoo_tabular.table import Table, read_table, write_table
 
 
@@ -87,8 +88,11 @@ def impute(run: vaezoo.Run, path: str | Path, draws: int = 50, seed: int = 0, we
     Returns a Table of text cells (observed cells exactly as in the file).
     """
     modality = run.modality
+    if not isinstance(modality, TabularModality):
+        raise vaezoo.InputError(f"{run.path}: a run of the {modality.name!r} modality; impute needs a tabular one")
     batch = vaezoo.to_device(modality.load_inputs([str(path)]), run.device)
     torch.manual_seed(seed)
     rows = filled_rows(modality.schema(), batch, predict(run.vae, batch, draws, weighting))
     source = read_table(path, modality.recipe.data.missing)
-    return Table(source.path, source.columns, rows, source.lines)
+    cells: list[list[str | None]] = [list(row) for row in rows]  # a Table's cells may be None; these are all text
+    return Table(source.path, source.columns, cells, source.lines)

@@ -5,11 +5,11 @@ import json
 import pytest
 from transformers import PreTrainedTokenizerFast
 
-from vaezoo import InputError
+from vaezoo import InputError, VaezooError
 from vaezoo_text import TextModality, TokenizerConfig, load_tokenizer, save_tokenizer, train_tokenizer
 from vaezoo_text.tokenizer import SPECIAL_TOKENS, decode, encode
 
-from text_fixtures import fitted_modality, make_sentences, one_thread  # noqa: F401  (one_thread: an autouse fixture)
+from text_fixtures import fitted_modality, make_recipe, make_sentences, write_corpus, one_thread  # noqa: F401  (one_thread: an autouse fixture)
 
 SENTENCES = make_sentences(200) + ["The farmer's dog didn't bark, did it?"]
 
@@ -59,3 +59,12 @@ def test_fit_saves_the_tokenizer_and_a_new_instance_reads_it(tmp_path):
 def test_missing_tokenizer_is_a_clear_error(tmp_path):
     with pytest.raises(InputError, match="tokenizer.json"):
         load_tokenizer(tmp_path)
+
+
+def test_example_batch_without_a_run_directory_is_a_clear_error_and_writes_nothing(tmp_path, monkeypatch):
+    # It used to save the tokenizer into a folder named "None" in the working directory, then fail.
+    recipe = make_recipe(write_corpus(tmp_path / "corpus.txt"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(VaezooError, match="run directory"):
+        TextModality(recipe, None).example_batch(2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.txt"]

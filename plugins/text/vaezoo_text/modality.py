@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
     from torch.utils.data import Dataset
+    from transformers import PreTrainedTokenizerFast
 
     from vaezoo_text.data import TokenDataset
     from vaezoo_text.networks import SentenceDistribution
@@ -54,7 +55,7 @@ class TextModality(Modality):
         # Read on first use: sampling from a finished run needs neither the corpus nor a split.
         self._splits: dict[str, list[str]] | None = None
         self._datasets: dict[str, TokenDataset] = {}
-        self._tokenizer = None
+        self._tokenizer: PreTrainedTokenizerFast | None = None
 
     @property
     def uses_latent(self) -> bool:
@@ -71,7 +72,7 @@ class TextModality(Modality):
         self._tokenizer = None  # reload from the file, exactly as every later instance will
 
     @property
-    def tokenizer(self):
+    def tokenizer(self) -> PreTrainedTokenizerFast:
         if self._tokenizer is None:
             if self.run_dir is None:
                 raise VaezooError("the text modality needs a run directory holding tokenizer.json (written by fit)")
@@ -108,9 +109,11 @@ class TextModality(Modality):
             self._datasets[split] = data.TokenDataset(self.encode_sentences(self.sentences(split)))
         return self._datasets[split]
 
-    def collate(self, examples: Sequence[torch.Tensor]) -> vaezoo.Batch:
+    def collate(self, examples: Sequence[torch.Tensor] | vaezoo.Batch) -> vaezoo.Batch:
         from vaezoo_text import data
 
+        if isinstance(examples, dict):  # a whole batch from a dataset's __getitems__ (TokenDataset has none)
+            return super().collate(examples)
         return data.pad_batch(examples, self.tokenizer.pad_token_id)
 
     def example_batch(self, n: int = 4) -> vaezoo.Batch:
@@ -120,6 +123,8 @@ class TextModality(Modality):
 
         from vaezoo_text.tokenizer import save_tokenizer, train_tokenizer
 
+        if self.run_dir is None:
+            raise VaezooError("the text modality's example_batch needs a run directory to save its tokenizer in")
         save_tokenizer(train_tokenizer(EXAMPLE_SENTENCES, self.recipe.tokenizer), self.run_dir)
         self._tokenizer = None
         sentences = [EXAMPLE_SENTENCES[i % len(EXAMPLE_SENTENCES)] for i in range(n)]

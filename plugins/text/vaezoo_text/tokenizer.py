@@ -27,6 +27,7 @@ TOKENIZER_FILE = "tokenizer.json"
 def train_tokenizer(sentences: Iterable[str], cfg: TokenizerConfig) -> PreTrainedTokenizerFast:
     """A word-level or byte-level BPE tokenizer learned from ``sentences``."""
     norm = [normalizers.NFKC()] + ([normalizers.Lowercase()] if cfg.lowercase else [])
+    trainer: trainers.Trainer
     if cfg.kind == "word":
         tok = Tokenizer(models.WordLevel(unk_token=UNK))
         tok.pre_tokenizer = pre_tokenizers.Whitespace()  # words and runs of punctuation
@@ -84,4 +85,6 @@ def decode(tokenizer: PreTrainedTokenizerFast, ids: Sequence[int]) -> str:
     if tokenizer.eos_token_id in ids:
         ids = ids[: ids.index(tokenizer.eos_token_id)]
     ids = [i for i in ids if i not in (tokenizer.pad_token_id, tokenizer.bos_token_id)]
-    return tokenizer.decode(ids, skip_special_tokens=False).strip()
+    text = tokenizer.decode(ids, skip_special_tokens=False)
+    assert isinstance(text, str)  # one row of ids decodes to one string (a list of rows to a list)
+    return text.strip()
