@@ -17,7 +17,9 @@ counts training steps only (no validation, no saving).
     make bench-image                        # sets up benchmarks/.venv-peers (pythae) and runs this
     .venv/bin/python benchmarks/image_vs_peers.py --epochs 3 --rows mlp
 
-Prints one JSON line per system and row, then a JSON line of ratios.
+Every system runs every round in a process of its own, the rounds taking turns. Prints one
+JSON line per system and row (its epochs' spread: min, median, max, each round's fastest),
+then a JSON line of ratios.
 """
 
 from __future__ import annotations
@@ -247,6 +249,27 @@ def run_pythae(peers_python: Path, train: torch.Tensor, test: torch.Tensor, row:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+# -- one system per process ------------------------------------------------------------------------
+
+
+def run_system(system: str, data_dir: Path, epochs: int, k: int, seed: int, train_examples: int) -> dict:
+    test = torch.from_numpy(np.load(data_dir / "test.npy", allow_pickle=False))
+    if system.startswith("vaezoo:"):
+        _, row, recipe = system.split(":")
+        return run_vaezoo(recipe, row, test, epochs, k, train_examples)
+    train = torch.from_numpy(np.load(data_dir / "train.npy", allow_pickle=False))
+    return run_bare(train, test, epochs, k, seed, fused=system == "bare-fused")
+
+
+def run_in_process(system: str, data_dir: Path, epochs: int, k: int, args, train_examples: int) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--system", system, "--data", str(data_dir), "--epochs", str(epochs),
+                           "--k", str(k), "--seed", str(args.seed), "--threads", str(args.threads),
+                           "--train-examples", str(train_examples)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{system} failed: {proc.stderr.strip()[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 # -- driver ----------------------------------------------------------------------------------------
 
 
@@ -286,12 +309,17 @@ def main() -> None:
     p.add_argument("--peers-python", type=Path, default=DEFAULT_PEERS)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--system", help=argparse.SUPPRESS)
     p.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--train-examples", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
     if args.worker:  # inside the peers environment
         print(json.dumps(pythae_worker(args.data, args.worker, args.epochs, args.k, args.seed)))
+        return
+    if args.system:  # one system, one round, in a process of its own
+        print(json.dumps(run_system(args.system, args.data, args.epochs, args.k, args.seed, args.train_examples)))
         return
 
     have_peers = args.peers_python.exists()
@@ -308,14 +336,17 @@ def main() -> None:
         rows = []
         # vaezoo and the bare loop take turns, so a burst of load elsewhere hits both alike;
         # each system's figure is the median over all its epochs.
-        for repeat in range(args.repeats if row == "mlp" else 1):
-            print(f"[{row}] vaezoo: {epochs} epochs on {len(train)} images (round {repeat + 1})", file=sys.stderr)
-            rows.append(run_vaezoo(recipe, row, test, epochs, k, n_train))
-            if row == "mlp":
-                print(f"[{row}] bare PyTorch loop (round {repeat + 1})", file=sys.stderr)
-                rows.append(run_bare(train, test, epochs, k, args.seed))
-                print(f"[{row}] bare PyTorch loop with fused Adam (round {repeat + 1})", file=sys.stderr)
-                rows.append(run_bare(train, test, epochs, k, args.seed, fused=True))
+        # Each system runs each round in a fresh process, so none pays for another's heap
+        # (the garbage collector's full passes grow with it) or inherits its caches.
+        with tempfile.TemporaryDirectory() as data_dir:
+            np.save(Path(data_dir) / "train.npy", train.numpy(), allow_pickle=False)
+            np.save(Path(data_dir) / "test.npy", test.numpy(), allow_pickle=False)
+            systems = [f"vaezoo:{row}:{recipe}"] + (["bare", "bare-fused"] if row == "mlp" else [])
+            for repeat in range(args.repeats if row == "mlp" else 1):
+                for system in systems:
+                    print(f"[{row}] {system.split(':')[0]}: {epochs} epochs on {len(train)} images (round {repeat + 1})",
+                          file=sys.stderr)
+                    rows.append(run_in_process(system, Path(data_dir), epochs, k, args, n_train))
         rows = [merge_rounds([r for r in rows if r["system"] == system]) for system in dict.fromkeys(r["system"] for r in rows)]
         for r in rows:
             print(json.dumps(r), flush=True)

@@ -27,14 +27,43 @@ if TYPE_CHECKING:
     from vaezoo.core.model import VAE
 
 
-@dataclass
 class ObjectiveOutput:
-    loss: torch.Tensor            # scalar minimised by the optimiser
-    bound: torch.Tensor           # [N] the per-example objective actually optimised
-    elbo: torch.Tensor            # [N] plain ELBO (beta = 1, no free bits), single-sample
-    reconstruction: torch.Tensor  # [N] log p(x|z) at a posterior sample
-    kl: torch.Tensor              # [N] KL(q(z|x) || p(z)), closed form
-    kl_per_dim: torch.Tensor      # [D] batch mean of the KL of each latent dimension
+    """What an objective returns. ``loss`` carries the gradients; the per-example figures
+    (for logs and scores) are derived on first use, so a training step pays only for the
+    ones it reads.
+
+    Attributes:
+        loss: scalar minimised by the optimiser.
+        reconstruction: ``[N]`` log p(x|z) at a posterior sample.
+        kl_terms: ``[N, D]`` KL(q(z_d|x) || p(z_d)) of every example and latent dimension.
+        kl: ``[N]`` KL(q(z|x) || p(z)), closed form.
+        elbo: ``[N]`` plain ELBO (beta = 1, no free bits), single-sample.
+        bound: ``[N]`` the per-example objective actually optimised.
+        kl_per_dim: ``[D]`` batch mean of the KL of each latent dimension.
+    """
+
+    def __init__(self, loss: torch.Tensor, reconstruction: torch.Tensor, kl_terms: torch.Tensor, *,
+                 beta: float = 1.0, bound: torch.Tensor | None = None, kl_per_dim: torch.Tensor | None = None):
+        self.loss = loss
+        self.reconstruction = reconstruction
+        self.kl_terms = kl_terms
+        self._beta, self._bound, self._kl_per_dim = beta, bound, kl_per_dim
+
+    @property
+    def kl(self) -> torch.Tensor:
+        return self.kl_terms.sum(-1)
+
+    @property
+    def elbo(self) -> torch.Tensor:
+        return self.reconstruction - self.kl
+
+    @property
+    def bound(self) -> torch.Tensor:
+        return self._bound if self._bound is not None else self.reconstruction - self._beta * self.kl
+
+    @property
+    def kl_per_dim(self) -> torch.Tensor:
+        return self._kl_per_dim if self._kl_per_dim is not None else self.kl_terms.mean(0)
 
 
 @dataclass
@@ -76,17 +105,13 @@ def _floored_sum(mean_kl_per_dim: torch.Tensor, free_bits: float) -> torch.Tenso
 
 
 def elbo_objective(vae: "VAE", batch: Batch, *, beta: float = 1.0, free_bits: float = 0.0) -> ObjectiveOutput:
-    """-(E_q[log p(x|z)] - beta * KL) with one reparameterised sample and the closed-form KL.
-
-    Only ``loss`` (and the terms it is made of) carries gradients: the per-example figures
-    are for logging and are computed without building a graph (every step pays for them)."""
+    """-(E_q[log p(x|z)] - beta * KL) with one reparameterised sample and the closed-form KL."""
     terms = elbo_terms(vae, batch)
     rec = terms.reconstruction
     mean_kl_per_dim = terms.kl_per_dim.mean(0)        # [D]: the loss's KL term, and the log's
-    loss = -rec.mean() + beta * _floored_sum(mean_kl_per_dim, free_bits)
-    with torch.no_grad():
-        kl = terms.kl
-        return ObjectiveOutput(loss, rec - beta * kl, rec - kl, rec, kl, mean_kl_per_dim)
+    kl_term = _floored_sum(mean_kl_per_dim, free_bits)
+    loss = -rec.mean() + (kl_term if beta == 1.0 else beta * kl_term)   # 1.0 * x is x: one op less per step
+    return ObjectiveOutput(loss, rec, terms.kl_per_dim, beta=beta, kl_per_dim=mean_kl_per_dim)
 
 
 def log_importance_weights(
@@ -114,10 +139,7 @@ def iwae_objective(vae: "VAE", batch: Batch, *, k: int = 5, beta: float = 1.0) -
     q = vae.encode(batch)
     log_w, log_px = log_importance_weights(vae, batch, k, posterior=q, beta=beta)
     bound = torch.logsumexp(log_w, 0) - math.log(k)
-    kl_dim = q.kl_per_dim()
-    kl = kl_dim.sum(-1)
-    rec = log_px[0]
-    return ObjectiveOutput(-bound.mean(), bound, rec - kl, rec, kl, kl_dim.mean(0))
+    return ObjectiveOutput(-bound.mean(), log_px[0], q.kl_per_dim(), beta=beta, bound=bound)
 
 
 # -- objectives as modules, by name --------------------------------------------------------------

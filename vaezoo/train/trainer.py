@@ -12,6 +12,7 @@ resumed run continues bit for bit on CPU.
 
 from __future__ import annotations
 
+import gc
 import math
 import shutil
 import signal
@@ -59,6 +60,18 @@ from vaezoo.train.runs import build_modality, build_vae, pick_device, weights_me
 
 if TYPE_CHECKING:
     from vaezoo.plugin.protocol import Modality
+
+
+def freeze_heap() -> bool:
+    """Move every object alive now (torch's modules, the datasets, ...) out of the garbage
+    collector's sight for the loop. Each step creates a few short-lived objects; without this,
+    every few hundred steps a full collection walks the whole heap (0.1 s on a small model's
+    run, 5% of an epoch). Returns whether it froze (not when someone else already has)."""
+    if gc.get_freeze_count():
+        return False
+    gc.collect()
+    gc.freeze()
+    return True
 
 
 def kl_schedule(recipe: Recipe) -> KLSchedule:
@@ -239,14 +252,14 @@ class Trainer:
         optimizer.zero_grad(set_to_none=True)
         loss = rec = kl = 0.0
         for i in range(group):
-            batch = to_device(next(batches), self.device)
+            batch = next(batches) if self.device.type == "cpu" else to_device(next(batches), self.device)
             # DDP averages gradients once per optimiser step: at the last micro-batch.
             sync = self.model.no_sync() if isinstance(self.model, DistributedDataParallel) and i < group - 1 else nullcontext()
             with sync:
                 out = self.forward(batch, beta)
                 (out.loss / group).backward()
             # One host sync per micro-batch for the numbers of the log, not one per number.
-            means = torch.cat([out.loss.detach().view(1), torch.stack([out.reconstruction, out.kl]).detach().mean(1)])
+            means = torch.stack([out.loss, out.reconstruction.mean(), out.kl_per_dim.sum()]).detach()
             micro_loss, micro_rec, micro_kl = means.tolist()
             loss, rec, kl = loss + micro_loss / group, rec + micro_rec / group, kl + micro_kl / group
         self._call("after_backward")
@@ -368,6 +381,7 @@ class Trainer:
         if ctx.is_main and not ctx.enabled:
             previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
         started = time.perf_counter()
+        frozen = freeze_heap()
         try:
             self._loop()
         except TrainingDiverged as err:
@@ -376,6 +390,8 @@ class Trainer:
             self.log.close()
             raise
         finally:
+            if frozen:
+                gc.unfreeze()
             if previous_handler is not None:
                 signal.signal(signal.SIGINT, previous_handler)
 

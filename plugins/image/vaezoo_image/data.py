@@ -103,8 +103,8 @@ def resize_tensor(images: torch.Tensor, size: int, color: str) -> torch.Tensor:
 def load_image(path: Path, size: int, color: str) -> torch.Tensor:
     """One PNG/JPEG as uint8 ``[C, size, size]``: center-cropped to a square, then resized."""
     try:
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)  # phones store rotation as a tag
+        with Image.open(path) as opened:
+            image: Image.Image = ImageOps.exif_transpose(opened)  # phones store rotation as a tag
             if image.mode in ("I", "I;16", "I;16B", "I;16L"):
                 # 16-bit gray: convert("L") would clip at 255 rather than rescale 0..65535.
                 scaled = np.asarray(image, dtype=np.float64) / 257.0
@@ -189,6 +189,7 @@ class TensorImageDataset(ImageDataset):
     def __init__(self, images: torch.Tensor, labels, indices, binarize, fixed_seed):
         super().__init__(indices, labels, binarize, fixed_seed)
         self.images = images
+        self.index_tensor = torch.as_tensor(self.indices, dtype=torch.long)
 
     def raw(self, i: int) -> torch.Tensor:
         return self.images[i]
@@ -199,8 +200,8 @@ class TensorImageDataset(ImageDataset):
         if self.binarize == "dynamic" and self.fixed_seed is not None:
             # One seeded draw per example cannot be vectorised; evaluation is not the hot path.
             return default_collate([self[p] for p in positions])
-        idx = torch.as_tensor([self.indices[p] for p in positions], dtype=torch.long)
-        x = self.images[idx].float() / 255.0
+        idx = self.index_tensor[torch.as_tensor(positions, dtype=torch.long)]
+        x = self.images[idx].float().div_(255.0)   # in place: one batch-sized allocation less per step
         if self.binarize == "dynamic":
             x = torch.bernoulli(x)
         batch = {"x": x}
@@ -326,6 +327,7 @@ class FolderSource:
         if split == "test" and root is None:
             raise InputError(f"{cfg.path}: no test split (a test/ sub-folder next to train/ is missing)")
         if split == "test" or self._split_root("validation") is not None:
+            assert root is not None  # train/ exists, and so does this split's folder (test was checked above)
             return self._dataset(split, root, list(range(len(self._files_of(root)))))
         # No validation/ folder: validation is held out of train/.
         keep, held = split_indices(len(self._files_of(train_root)), cfg.validation_fraction, cfg.split_seed)
