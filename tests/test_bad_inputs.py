@@ -261,6 +261,11 @@ def test_a_run_in_the_0_1_layout_opens_and_resumes(run, tmp_path):
     state = json.loads((run / "trainer_state.json").read_text())
     hooks = state.pop("hooks")
     del state["metrics_bytes"], state["optimizer"]["kind"]
+    # 0.1's optimiser had two parameter groups: the encoder's parameters, then the rest.
+    (group,) = state["optimizer"]["param_groups"]
+    n_encoder = sum(name.startswith("encoder.") for name in load_file(str(run / "model.safetensors")))
+    state["optimizer"]["param_groups"] = [dict(group, name="encoder", params=group["params"][:n_encoder]),
+                                          dict(group, name="decoder", params=group["params"][n_encoder:])]
     validation = hooks["validation"]   # 0.1 kept the loop's whole state in "progress"
     state["progress"].update(best_loss=validation["best_loss"], best_step=validation["best_step"],
                              bad_validations=validation["bad_validations"], aggressive=False, aggressive_mi=None,

@@ -378,8 +378,15 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, checkpoint: Checkpoint) 
     """Load the checkpoint's optimiser state, then the hyper-parameters the recipe gives now
     (betas, weight decay, momentum ...: load_state_dict would bring back the saved ones)."""
     current = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+    saved = _unflatten_optimizer(checkpoint.tensors, checkpoint.optimizer)
+    if len(saved["param_groups"]) > 1 and len(optimizer.param_groups) == 1:
+        # Checkpoints before 0.2 held two groups, the encoder's parameters then the rest: in
+        # the VAE's parameter order, which is the single group's order now.
+        first = dict(saved["param_groups"][0])
+        first["params"] = [i for g in saved["param_groups"] for i in g["params"]]
+        saved["param_groups"] = [first]
     try:
-        optimizer.load_state_dict(_unflatten_optimizer(checkpoint.tensors, checkpoint.optimizer))
+        optimizer.load_state_dict(saved)
     except (ValueError, KeyError, TypeError, RuntimeError) as err:
         raise RunDirError(f"{checkpoint.path / STATE_JSON}: the saved optimiser state does not fit this model "
                           f"({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None

@@ -55,7 +55,7 @@ from vaezoo.train.evaluation import evaluate_split
 from vaezoo.train.hooks import AggressiveEncoder, Checkpointing, Hook, ProgressBar, StepCallback, TrainMetrics, Validation
 from vaezoo.train.hooks.base import EVENTS, overrides
 from vaezoo.train.metrics import MetricsLog
-from vaezoo.train.optim import make_optimizer, parameter_groups
+from vaezoo.train.optim import make_optimizer
 from vaezoo.train.runs import build_modality, build_vae, pick_device, weights_metadata
 
 if TYPE_CHECKING:
@@ -347,7 +347,7 @@ class Trainer:
         self.vae = vae = build_vae(modality).to(self.device)
         self.train_set = modality.dataset("train")
         self.val_set = modality.dataset("validation")
-        self.optimizer = make_optimizer(parameter_groups(vae), cfg)
+        self.optimizer = make_optimizer(vae.parameters(), cfg)
         objective = build_objective(recipe.objective.kind, vae, recipe.objective)
         self.model = DistributedDataParallel(objective) if ctx.enabled else objective
         self.batches_per_epoch = self._sampler(0, 0).total()

@@ -37,7 +37,7 @@ class AggressiveEncoder(Hook):
 
     def after_backward(self, trainer) -> None:
         if self.active:
-            keep_gradients_of(trainer.optimizer, "decoder")  # the encoder had its turn
+            keep_gradients_of(trainer.vae, "decoder")  # the encoder had its turn
 
     def after_step(self, trainer, record: dict) -> None:
         if trainer.cfg.aggressive_encoder:
@@ -70,7 +70,7 @@ class AggressiveEncoder(Hook):
             loss = out.loss.item()
             if trainer.ctx.any(not math.isfinite(loss)):
                 trainer.diverged(f"loss {loss:.4g} in an aggressive encoder step", step=trainer.state.step + 1)
-            keep_gradients_of(optimizer, "encoder")
+            keep_gradients_of(trainer.vae, "encoder")
             trainer.clip_gradients(trainer.vae.encoder.parameters())
             optimizer.step()
             taken += 1
