@@ -127,4 +127,4 @@ def test_importing_vaezoo_loads_no_layer_and_no_torch():
     code = ("import sys, vaezoo; loaded = sorted(m for m in sys.modules if m.startswith('vaezoo'));"
             "print(loaded, 'torch' in sys.modules); assert vaezoo.Modality.__name__ == 'Modality'")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "['vaezoo', 'vaezoo.core', 'vaezoo.core.version'] False", out
+    assert out.strip() == "['vaezoo', 'vaezoo.core', 'vaezoo.core.lazy', 'vaezoo.core.version'] False", out

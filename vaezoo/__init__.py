@@ -14,9 +14,9 @@ torch. The code lives in layers, each importing only the ones below it:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from vaezoo.core.lazy import lazy_attributes
 from vaezoo.core.version import __version__
 
 # public name -> the module that defines it
@@ -28,6 +28,7 @@ _EXPORTS = {
     "first_examples": "vaezoo.core.data",
     "split_indices": "vaezoo.core.data",
     "derive_seed": "vaezoo.core.seeds",
+    "lazy_attributes": "vaezoo.core.lazy",
     "option": "vaezoo.config.options",
     "atomic_path": "vaezoo.core.files",
     "write_json": "vaezoo.core.files",
@@ -59,16 +60,7 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'vaezoo' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS, __all__)
 
 
 if TYPE_CHECKING:  # what type checkers and IDEs see

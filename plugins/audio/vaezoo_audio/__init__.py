@@ -12,8 +12,9 @@ loads on first use, so discovering the plugin stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+import vaezoo
 
 __version__ = "0.1.0"
 
@@ -50,16 +51,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'vaezoo_audio' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = vaezoo.lazy_attributes(__name__, _LAZY, __all__)
 
 
 if TYPE_CHECKING:

@@ -6,8 +6,9 @@ discovering the plugin stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+import vaezoo
 
 from vaezoo_tabular.modality import TabularModality
 
@@ -17,16 +18,7 @@ _LAZY = {"impute": "vaezoo_tabular.imputation", "predict": "vaezoo_tabular.imput
 __all__ = ["TabularModality", "impute", "predict"]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'vaezoo_tabular' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = vaezoo.lazy_attributes(__name__, _LAZY, __all__)
 
 
 if TYPE_CHECKING:
