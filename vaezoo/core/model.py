@@ -1,11 +1,11 @@
-"""The VAE: a plugin's encoder and decoder around the core's posterior, prior and objectives.
+"""The VAE: a plugin's encoder and decoder around the core's posterior and prior.
 
 - ``encoder(batch) -> (mean, logvar)``, each ``[N, D]``: the parameters of q(z|x).
 - ``decoder(z) -> distribution`` for ``z`` of shape ``[M, D]``: p(x|z), an object with
   ``log_prob(x, mask)``, ``mean`` and ``sample()`` (see ``vaezoo.core.likelihoods``).
 
-``forward`` computes the training objective so that DistributedDataParallel, which wraps
-``forward``, sees every parameter that takes part in the loss.
+The VAE knows no training objective: ``vaezoo.core.objectives`` wraps it (and
+DistributedDataParallel wraps the objective), so a new objective needs no change here.
 """
 
 from __future__ import annotations
