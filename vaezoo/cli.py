@@ -207,20 +207,62 @@ def train(recipe: str | None, overrides, run_dir: Path | None, resume: Path | No
 @main.command()
 @RUN
 @click.option("-n", "--n", "count", type=click.IntRange(1), default=64, show_default=True, help="How many samples.")
+@click.option("--sampler", type=click.Choice(["prior", "gmm"]), default="prior", show_default=True,
+              help="Draw z from the prior N(0, I), or from a Gaussian mixture fitted to the posterior means of "
+                   "the training split (Ghosh et al. 2020), saved as RUN_DIR/samplers/gmm.safetensors and reused.")
+@click.option("--components", type=click.IntRange(1), metavar="K",
+              help="gmm: mixture components (default: 10); another K than the saved mixture's refits it.")
+@click.option("--refit", is_flag=True, help="gmm: fit the mixture again even if the saved one fits these weights.")
+@click.option("--max-examples", type=click.IntRange(0),
+              help="gmm: fit on at most this many training examples, a seeded random subset when the split "
+                   "is larger (default: 20000; 0 = all).")
 @click.option("--temperature", type=FiniteFloatRange(min=0, min_open=True), default=1.0, show_default=True,
-              help="Scale of the prior's standard deviation.")
+              help="Scale of the spread: the prior's standard deviation, or (gmm) each component's spread "
+                   "around its mean.")
 @SEED
 @click.option("--out", **OUTPUT_DIR, help="Output folder (default: RUN_DIR/samples).")
+@NO_PROGRESS
 @opens_a_run
-def sample(run_dir: Path, count: int, temperature: float, seed: int, out: Path | None, weights: str, overrides, device: str) -> None:
-    """Draw samples from the prior and write them with the modality's writer (PNG, text, WAV ...)."""
+def sample(run_dir: Path, count: int, sampler: str, components: int | None, refit: bool, max_examples: int | None,
+           temperature: float, seed: int, out: Path | None, no_progress: bool, weights: str, overrides,
+           device: str) -> None:
+    """Draw samples and write them with the modality's writer (PNG, text, WAV ...).
+
+    --sampler prior (the default) decodes z ~ N(0, temperature^2 I): files samples-tT-seedS.
+    --sampler gmm decodes z from a Gaussian mixture (full covariances) fitted to the posterior
+    means of the training split, which covers the latents the decoder was trained on better
+    than the prior does: files samples-gmm-tT-seedS. The first use fits it (encoding up to
+    --max-examples examples) and saves it in the run; later uses load it, and refit when the
+    weights, --components or --max-examples changed, or with --refit.
+    """
+    if sampler == "prior" and (components is not None or refit or max_examples is not None):
+        raise InputError("--components, --refit and --max-examples apply to --sampler gmm only")
     import torch
 
     run = _open(run_dir, weights, overrides, device)
-    generator = torch.Generator(run.device).manual_seed(seed)
-    torch.manual_seed(seed)
-    _, px = run.vae.sample(count, temperature=temperature, generator=generator)
-    _echo_files(run.modality.write_samples(px, _out_dir(run, out) / f"samples-t{temperature:g}-seed{seed}"))
+    if sampler == "prior":
+        generator = torch.Generator(run.device).manual_seed(seed)
+        torch.manual_seed(seed)
+        _, px = run.vae.sample(count, temperature=temperature, generator=generator)
+        stem = f"samples-t{temperature:g}-seed{seed}"
+    else:
+        from vaezoo.analysis.samplers import DEFAULT_COMPONENTS, DEFAULT_MAX_EXAMPLES, FILE, gmm_for_run
+        from vaezoo.core.progress import progress_bars
+
+        with progress_bars(not no_progress):
+            mixture, fitted = gmm_for_run(run, components=components or DEFAULT_COMPONENTS,
+                                          max_examples=DEFAULT_MAX_EXAMPLES if max_examples is None else max_examples,
+                                          refit=refit, echo=lambda message: click.echo(message, err=True))
+        if fitted:
+            click.echo(f"wrote {run.path / FILE} ({mixture.components} components, "
+                       f"{mixture.metadata['examples']} examples)")
+        # z is drawn on the CPU, so one seed gives the same latents on every device.
+        z = mixture.sample(count, generator=torch.Generator().manual_seed(seed), temperature=temperature)
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            px = run.vae.decode(z.to(run.device, next(run.vae.parameters()).dtype))
+        stem = f"samples-gmm-t{temperature:g}-seed{seed}"
+    _echo_files(run.modality.write_samples(px, _out_dir(run, out) / stem))
 
 
 def _inputs_or_split(run, inputs, split: str, n: int):
