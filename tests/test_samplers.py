@@ -202,7 +202,7 @@ def test_sample_command_writes_gmm_samples_reproducibly(run_copy, tmp_path):
     # The file holds the decoded mixture draws of seed 0 at temperature 0.5.
     run = open_run(run_copy)
     z = load_gmm(run_copy / FILE).sample(6, generator=torch.Generator().manual_seed(0), temperature=0.5)
-    expected = run.vae.decode(z.float()).mean
+    expected = run.vae.decode(z.float().to(run.device)).mean.cpu()
     torch.testing.assert_close(torch.tensor(rows), expected, atol=1e-4, rtol=0)
     # Same seed, same file; another seed, another file.
     for seed, out in [(0, "a"), (0, "b"), (1, "c")]:

@@ -231,9 +231,9 @@ def sample(run_dir: Path, count: int, sampler: str, components: int | None, refi
     --sampler prior (the default) decodes z ~ N(0, temperature^2 I): files samples-tT-seedS.
     --sampler gmm decodes z from a Gaussian mixture (full covariances) fitted to the posterior
     means of the training split, which covers the latents the decoder was trained on better
-    than the prior does: files samples-gmm-tT-seedS. The first use fits it (encoding up to
-    --max-examples examples) and saves it in the run; later uses load it, and refit when the
-    weights, --components or --max-examples changed, or with --refit.
+    than the prior does: files samples-gmm-tT-seedS. The first use encodes the training split
+    and fits the mixture, saved in the run; later uses load it, and fit it again when the
+    weights, K or the example cap changed, or when told to (--refit).
     """
     if sampler == "prior" and (components is not None or refit or max_examples is not None):
         raise InputError("--components, --refit and --max-examples apply to --sampler gmm only")
