@@ -128,9 +128,9 @@ def fit_gmm(points: torch.Tensor, components: int = DEFAULT_COMPONENTS, *, covar
     n, d = points.shape
     if components < 1 or components > n:
         raise InputError(f"{components} mixture components for {n} examples: use at most {n} components")
-    x = points.detach().double().cpu().numpy()
     if not torch.isfinite(points).all():
         raise InputError("the posterior means hold NaN or infinite values; the model cannot be fitted")
+    x = points.detach().double().cpu().numpy()
     model = SkGaussianMixture(n_components=components, covariance_type=covariance_type, max_iter=max_iter,
                               random_state=seed)
     with warnings.catch_warnings():
@@ -318,6 +318,9 @@ def gmm_for_run(run: Run, *, components: int = DEFAULT_COMPONENTS, covariance_ty
     seed = run.recipe.seed
     latents = encode_for_fit(run, components, max_examples, seed, before=lambda: echo(note))
     mixture = fit_gmm(latents.mean, components, covariance_type=covariance_type, seed=seed)
+    if mixture.metadata["converged"] != "true":
+        echo(f"note: EM stopped after {mixture.metadata['iterations']} iterations without converging; "
+             "the mixture is used as it is")
     mixture.metadata.update(wanted)
     mixture.metadata.update({"split": SPLIT, "examples": str(len(latents)), "fit_seed": str(seed),
                              "fitted_on": "posterior means", "vaezoo_version": __version__})
