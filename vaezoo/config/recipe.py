@@ -36,8 +36,13 @@ class LatentConfig:
 
 @dataclass
 class ObjectiveConfig:
-    kind: Literal["elbo", "iwae"] = option("elbo", help="training objective")
-    beta: float = option(1.0, min=0.0, help="weight of the KL term (its maximum under a schedule)")
+    kind: Literal["elbo", "iwae", "beta-tcvae"] = option(
+        "elbo", help="training objective: the (beta-)ELBO; the k-sample IWAE bound; the beta-TCVAE (Chen et al. "
+        "2018), the KL split into index-code MI, total correlation (weighted by beta) and dimension-wise KL")
+    beta: float = option(1.0, min=0.0, help="weight of the KL term (its maximum under a schedule); for beta-tcvae, "
+                         "of the total correlation")
+    tc_alpha: float = option(1.0, min=0.0, help="beta-tcvae: weight of the index-code mutual information")
+    tc_gamma: float = option(1.0, min=0.0, help="beta-tcvae: weight of the dimension-wise KL")
     iwae_samples: int = option(5, min=1, help="importance samples k for kind = 'iwae'")
     free_bits: float = option(0.0, min=0.0, help="KL floor per latent dimension in nats (0 = off)")
     kl_schedule: Literal["constant", "linear", "cyclical", "logistic"] = option("constant", help="how beta moves with the step")
@@ -49,8 +54,29 @@ class ObjectiveConfig:
     kl_steepness: float = option(0.0025, gt=0.0, help="logistic: slope of the curve")
 
     def check(self) -> None:
-        if self.kind == "iwae" and self.free_bits > 0:
-            raise ValueError("free_bits works with kind = 'elbo' only; set free_bits = 0 or kind = 'elbo'")
+        if self.kind != "elbo" and self.free_bits > 0:
+            raise ValueError(f"free_bits works with kind = 'elbo' only, not {self.kind!r}; set free_bits = 0 or kind = 'elbo'")
+
+
+@dataclass
+class PriorConfig:
+    kind: Literal["standard", "mog", "vamp"] = option(
+        "standard", help="p(z): 'standard' N(0, I); 'mog' a learned mixture of Gaussians; 'vamp' the VampPrior "
+        "(Tomczak & Welling 2018), the aggregate posterior of learned pseudo-inputs (needs a modality with "
+        "continuous inputs that defines them)")
+    components: int = option(10, min=1, help="mog: mixture components; vamp: pseudo-inputs")
+    init_scale: float = option(1.0, gt=0.0, help="mog: spread of the components' initial means")
+
+
+@dataclass
+class PosteriorConfig:
+    kind: Literal["diagonal", "iaf"] = option(
+        "diagonal", help="q(z|x): 'diagonal' the encoder's Gaussian; 'iaf' an inverse autoregressive flow on top "
+        "of it (Kingma et al. 2016)")
+    flow_steps: int = option(2, min=1, help="iaf: autoregressive transforms (MADEs), the order reversed between them")
+    flow_hidden: int = option(64, min=1, help="iaf: hidden units of each MADE")
+    context_size: int = option(0, min=0, help="iaf: size of the context vector h the encoder returns as a third "
+                               "output (0 = the flow's context is the encoder's mean and log-variance)")
 
 
 @dataclass
@@ -106,6 +132,8 @@ class EvalConfig:
 
 CORE_SECTIONS: dict[str, type] = {
     "latent": LatentConfig,
+    "prior": PriorConfig,
+    "posterior": PosteriorConfig,
     "objective": ObjectiveConfig,
     "train": TrainConfig,
     "eval": EvalConfig,
@@ -119,6 +147,8 @@ class Recipe:
     name: str
     seed: int
     latent: LatentConfig
+    prior: PriorConfig
+    posterior: PosteriorConfig
     objective: ObjectiveConfig
     train: TrainConfig
     eval: EvalConfig
@@ -214,11 +244,31 @@ def parse_recipe(
                                         cli_keys=cli_keys, check_paths=check_paths)
         except RecipeError as err:
             problems.append(err)
+    if not problems:
+        problems += combination_problems(parsed, source)
     if problems:
         raise RecipeError.combine(problems)
     core = {key: parsed[key] for key in CORE_SECTIONS}
     own = {key: parsed[key] for key in plugin_sections or {}}
     return Recipe(modality=modality, name=name, seed=seed, sections=own, source=source, **core)
+
+
+def combination_problems(sections: dict[str, Any], source: str) -> list[RecipeError]:
+    """Choices that each parse but do not go together (prior, posterior, objective)."""
+    prior, posterior, objective = sections["prior"], sections["posterior"], sections["objective"]
+    problems = []
+    if objective.free_bits > 0 and (prior.kind != "standard" or posterior.kind != "diagonal"):
+        problems.append(RecipeError(
+            source, "[objective] free_bits",
+            f"free bits need the closed-form KL of each latent dimension, which prior.kind = {prior.kind!r} with "
+            f"posterior.kind = {posterior.kind!r} does not have; set free_bits = 0, or use the standard prior and "
+            "the diagonal posterior"))
+    if objective.kind == "beta-tcvae" and posterior.kind != "diagonal":
+        problems.append(RecipeError(
+            source, "[objective] kind",
+            f"'beta-tcvae' needs posterior.kind = 'diagonal': it evaluates every example's q(z|x) at every other "
+            f"example's sample, which a {posterior.kind!r} posterior cannot; use kind = 'elbo' or 'iwae' with it"))
+    return problems
 
 
 #: what the top-level keys of a recipe mean (for ``vaezoo options`` and docs/recipes.md)

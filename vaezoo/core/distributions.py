@@ -40,6 +40,16 @@ class DiagonalGaussian:
         eps = torch.randn(shape, dtype=self.mean.dtype, device=self.mean.device)
         return self.mean + self.std * eps
 
+    def rsample_with_log_prob(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised samples and their log-densities (what every posterior offers)."""
+        z = self.rsample(sample_shape)
+        return z, self.log_prob(z)
+
+    @property
+    def point(self) -> torch.Tensor:
+        """The one z that stands for this posterior (reconstructions, interpolations): its mean."""
+        return self.mean
+
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log q(z), summed over the last dimension; ``z`` may carry extra leading dims."""
         return -0.5 * (LOG_2PI + self.logvar + (z - self.mean) ** 2 / self.variance).sum(-1)

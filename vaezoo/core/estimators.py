@@ -88,8 +88,9 @@ class EvalResult:
     mutual_information: float   # I(x; z) over the aggregate posterior of the first mutual_information_examples
     mutual_information_bound: float | None = None   # log N, the most I(x; z) can be over N examples
     mutual_information_examples: int | None = None  # N: min(n_examples, MI_MAX_EXAMPLES)
-    kl_per_dim: list[float] = field(default_factory=list)
+    kl_per_dim: list[float] = field(default_factory=list)   # closed-form KL per dimension ([] when estimated)
     extra: dict[str, float] = field(default_factory=dict)
+    latent_dim: int = 0         # D (0 in eval.json files written before it was recorded)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -101,7 +102,7 @@ class EvalResult:
             ("reconstruction", f"{self.reconstruction:.4f}"),
             ("KL", f"{self.kl:.4f}"),
             (f"IW-NLL (k={self.iw_samples})", "-" if self.iw_nll is None else f"{self.iw_nll:.4f}"),
-            ("active units", f"{self.active_units}/{len(self.kl_per_dim)}"),
+            ("active units", f"{self.active_units}/{self.latent_dim or len(self.kl_per_dim)}"),
             ("mutual information", self._mutual_information_text()),
         ]
         rows += [(name, f"{value:.4f}") for name, value in self.extra.items()]
@@ -172,7 +173,8 @@ def evaluate(
             totals["elbo"] += terms.elbo.sum().item()
             if iw_samples > 0:
                 totals["ll"] += iw_log_likelihood(vae, batch, iw_samples, chunk_size=chunk_size).sum().item()
-            kl_dims.append(kl_dim.sum(0))
+            if kl_dim is not None:      # closed form only; a Monte-Carlo KL has no per-dimension split
+                kl_dims.append(kl_dim.sum(0))
             means.append(q.mean.float().cpu())
             keep = max(0, min(b, MI_MAX_EXAMPLES - n))  # posteriors that join the aggregate q(z)
             mi_means.append(q.mean[:keep].float().cpu())
@@ -196,5 +198,6 @@ def evaluate(
         mutual_information=mi,
         mutual_information_bound=math.log(len(aggregate.mean)),
         mutual_information_examples=len(aggregate.mean),
-        kl_per_dim=(torch.stack(kl_dims).sum(0) / n).tolist(),
+        kl_per_dim=(torch.stack(kl_dims).sum(0) / n).tolist() if kl_dims else [],
+        latent_dim=int(torch.cat(means).shape[-1]),
     )

@@ -30,7 +30,7 @@ Resample = Literal["none", "down", "up"]
 Size = tuple[int, int]
 
 __all__ = ["ACTIVATIONS", "Resample", "Size", "ConvSpec", "halved", "plane_sizes", "ConvBlock", "ResidualBlock",
-           "stage_lengths", "ConvBlock1d", "ResidualBlock1d", "mlp"]
+           "stage_lengths", "ConvBlock1d", "ResidualBlock1d", "mlp", "PseudoInputs"]
 
 
 @dataclass(frozen=True)
@@ -164,3 +164,26 @@ def mlp(sizes: list[int], activation: str) -> nn.Sequential:
         if i < len(sizes) - 2:
             layers.append(ACTIVATIONS[activation]())
     return nn.Sequential(*layers)
+
+
+class PseudoInputs(nn.Module):
+    """``k`` trainable inputs of one example's ``shape``, for the VampPrior (a modality's
+    ``pseudo_inputs(k)`` returns one): ``forward()`` gives ``{"x": [k, *shape], **constants}``.
+
+    ``squash = "sigmoid"`` keeps x in (0, 1), the range of image intensities; ``"none"``
+    leaves it free (standardised features). ``constants`` are fixed batch entries the
+    encoder also reads (e.g. a length per example), kept as buffers so they follow ``.to()``.
+    """
+
+    def __init__(self, k: int, shape: tuple[int, ...], *, squash: Literal["sigmoid", "none"] = "none",
+                 constants: dict[str, torch.Tensor] | None = None):
+        super().__init__()
+        self.values = nn.Parameter(torch.randn(k, *shape))
+        self.squash = squash
+        self._constants = list((constants or {}).keys())
+        for name, value in (constants or {}).items():
+            self.register_buffer(f"constant_{name}", value)
+
+    def forward(self) -> dict[str, torch.Tensor]:
+        x = torch.sigmoid(self.values) if self.squash == "sigmoid" else self.values
+        return {"x": x, **{name: getattr(self, f"constant_{name}") for name in self._constants}}

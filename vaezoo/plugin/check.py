@@ -24,7 +24,7 @@ from torch import nn
 
 from vaezoo.core.batches import Batch
 from vaezoo.core.errors import VaezooError
-from vaezoo.core.model import VAE
+from vaezoo.core.model import VAE, make_vae
 from vaezoo.core.objectives import elbo_objective, log_importance_weights
 from vaezoo.plugin.protocol import ApiVersion
 from vaezoo.plugin.registry import get_modality, plugin_info
@@ -144,12 +144,17 @@ def _check_batch(batch: Any, stages: _Stages) -> int:
 
 def _check_encoder(vae: VAE, batch: Batch, n: int, stages: _Stages) -> None:
     out = stages.run("encoder", vae.encoder, batch)
-    _expect(isinstance(out, tuple) and len(out) == 2, stages, "encoder", f"expected (mean, logvar), got {type(out).__name__}")
+    _expect(isinstance(out, tuple) and len(out) in (2, 3), stages, "encoder",
+            f"expected (mean, logvar) or (mean, logvar, context), got {type(out).__name__}")
     want = (n, vae.latent_dim)
     for label, t in zip(("mean", "logvar"), out):
         _expect(isinstance(t, torch.Tensor) and tuple(t.shape) == want, stages, "encoder",
                 f"{label} has shape {_describe(t)}, expected {list(want)} (N examples x latent.dim)")
         _expect(bool(torch.isfinite(t).all()), stages, "encoder", f"{label} holds NaN or inf")
+    if len(out) == 3:  # (API 1.2) the context vector of an IAF posterior
+        context = out[2]
+        _expect(isinstance(context, torch.Tensor) and context.dim() == 2 and context.shape[0] == n, stages, "encoder",
+                f"the context has shape {_describe(context)}, expected [{n}, C]")
 
 
 def _check_decoder(vae: VAE, batch: Batch, n: int, stages: _Stages) -> None:
@@ -204,7 +209,9 @@ def check_plugin(name: str, overrides: Sequence[str] = (), *, batch_size: int = 
         decoder = stages.run("build_decoder", modality.build_decoder)
         for label, module in (("build_encoder", encoder), ("build_decoder", decoder)):
             _expect(isinstance(module, nn.Module), stages, label, f"returned {type(module).__name__}, not a torch.nn.Module")
-        vae = VAE(encoder, decoder, recipe.latent.dim).train()
+        # The recipe's prior and posterior too, so `--set prior.kind=vamp` checks pseudo_inputs.
+        vae = stages.run("prior and posterior", make_vae, encoder, decoder, recipe.latent.dim, prior=recipe.prior,
+                         posterior=recipe.posterior, pseudo_inputs=modality.pseudo_inputs).train()
         report.encoder_parameters, report.decoder_parameters = _count(encoder), _count(decoder)
         _check_encoder(vae, batch, n, stages)
         _check_decoder(vae, batch, n, stages)

@@ -46,9 +46,11 @@ class ApiVersion(NamedTuple):
 #: The plugin API this vaezoo provides. 1.0: the first protocol; 1.1 added optional members
 #: (example_recipe, example_batch, uses_latent, label_names, recipe_folder), the fast-path
 #: batches that collate receives, the extra_metrics contract (the exact evaluated examples)
-#: and public helpers (derive_seed, atomic_path, write_json, save_png_grid, open_run ...).
-#: docs/plugins.md has the table and the rule for plugin authors.
-PLUGIN_API_VERSION = ApiVersion(1, 1)
+#: and public helpers (derive_seed, atomic_path, write_json, save_png_grid, open_run ...);
+#: 1.2 added pseudo_inputs (for the VampPrior) and an encoder's optional third output, its
+#: context vector (for an IAF posterior). docs/plugins.md has the table and the rule for
+#: plugin authors.
+PLUGIN_API_VERSION = ApiVersion(1, 2)
 SPLITS = ("train", "validation", "test")
 #: the members a modality must define itself (abstract here); discovery reports the others missing
 REQUIRED_MEMBERS = ("name", "api_version", "sections", "dataset", "build_encoder", "build_decoder")
@@ -146,6 +148,14 @@ class Modality(abc.ABC):
     def label_names(self) -> list[str] | None:
         """(API 1.1) Optional names of the classes that batches carry as ``"label"`` (index i -> name),
         for legends; None when labels are bare integers or the data has none."""
+        return None
+
+    def pseudo_inputs(self, k: int) -> "nn.Module | None":
+        """(API 1.2) Optional: ``k`` trainable pseudo-inputs for the VampPrior, as a module whose
+        ``forward()`` (no arguments) returns a batch the encoder reads, of the data's shape and
+        range (e.g. images: a sigmoid of free parameters). None (the default) means the modality
+        has none (discrete inputs such as tokens), and recipes with ``prior.kind = "vamp"`` are
+        refused with that reason."""
         return None
 
     # -- data -------------------------------------------------------------------------------

@@ -10,9 +10,9 @@ import torch
 
 from vaezoo.core.version import __version__
 from vaezoo.train.checkpoints import BEST, RECIPE, latest_weights, load_weights
-from vaezoo.core.errors import RunDirError
+from vaezoo.core.errors import RecipeError, RunDirError
 from vaezoo.plugin.protocol import Modality
-from vaezoo.core.model import VAE
+from vaezoo.core.model import VAE, make_vae
 from vaezoo.plugin.registry import get_modality, plugin_info
 from vaezoo.config.recipe import Recipe, apply_overrides, read_toml
 from vaezoo.plugin.recipes import build_recipe
@@ -23,7 +23,15 @@ def build_modality(recipe: Recipe, run_dir: Path | None) -> Modality:
 
 
 def build_vae(modality: Modality) -> VAE:
-    return VAE(modality.build_encoder(), modality.build_decoder(), modality.recipe.latent.dim)
+    """The run's VAE: the plugin's encoder and decoder with the recipe's prior and posterior."""
+    recipe = modality.recipe
+    encoder, decoder = modality.build_encoder(), modality.build_decoder()
+    try:
+        return make_vae(encoder, decoder, recipe.latent.dim, prior=recipe.prior, posterior=recipe.posterior,
+                        pseudo_inputs=modality.pseudo_inputs)
+    except ValueError as err:
+        raise RecipeError(recipe.source, "[prior] kind",
+                          f"{recipe.prior.kind!r} {err}; the {recipe.modality} modality can use 'mog'") from None
 
 
 def weights_metadata(recipe: Recipe, **extra) -> dict[str, str]:

@@ -251,6 +251,7 @@ class Trainer:
         self._call("before_step")
         optimizer.zero_grad(set_to_none=True)
         loss = rec = kl = 0.0
+        extra: dict[str, float] = {}
         for i in range(group):
             batch = next(batches) if self.device.type == "cpu" else to_device(next(batches), self.device)
             # DDP averages gradients once per optimiser step: at the last micro-batch.
@@ -259,9 +260,12 @@ class Trainer:
                 out = self.forward(batch, beta)
                 (out.loss / group).backward()
             # One host sync per micro-batch for the numbers of the log, not one per number.
-            means = torch.stack([out.loss, out.reconstruction.mean(), out.kl_per_dim.sum()]).detach()
+            means = torch.stack([out.loss, out.reconstruction.mean(), out.mean_kl]).detach()
             micro_loss, micro_rec, micro_kl = means.tolist()
             loss, rec, kl = loss + micro_loss / group, rec + micro_rec / group, kl + micro_kl / group
+            if out.extra:   # an objective's own figures (beta-TCVAE's terms): logged with the step
+                for name, value in zip(out.extra, torch.stack(list(out.extra.values())).detach().tolist()):
+                    extra[name] = extra.get(name, 0.0) + value / group
         self._call("after_backward")
         # The gradient norm costs ~10% of a small model's step on CPU, so it is taken only when
         # clipping needs it or the step is logged. Non-finite gradients that slip through show up
@@ -277,7 +281,7 @@ class Trainer:
         state.batch_in_epoch += group
         return {"split": "train", "step": state.step, "epoch": state.epoch, "lr": lr, "beta": beta,
                 "grad_norm": grad_norm, "loss": loss, "elbo": rec - kl, "reconstruction": rec, "kl": kl,
-                "batches": group}
+                **extra, "batches": group}
 
     def _at_max_steps(self) -> bool:
         return bool(self.cfg.max_steps) and self.state.step >= self.cfg.max_steps
@@ -348,7 +352,7 @@ class Trainer:
         self.train_set = modality.dataset("train")
         self.val_set = modality.dataset("validation")
         self.optimizer = make_optimizer(vae.parameters(), cfg)
-        objective = build_objective(recipe.objective.kind, vae, recipe.objective)
+        objective = build_objective(recipe.objective.kind, vae, recipe.objective, dataset_size=len(self.train_set))
         self.model = DistributedDataParallel(objective) if ctx.enabled else objective
         self.batches_per_epoch = self._sampler(0, 0).total()
         steps_per_epoch = -(-self.batches_per_epoch // cfg.grad_accum)

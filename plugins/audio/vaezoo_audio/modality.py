@@ -132,6 +132,15 @@ class AudioModality(Modality):
 
         return MelDecoder(self.recipe.features.n_mels, self.clip_frames, self.recipe.latent.dim, self.recipe.model)
 
+    def pseudo_inputs(self, k: int) -> nn.Module:
+        """The VampPrior's pseudo-clips: ``k`` learned standardised log-mel clips of full length."""
+        import torch
+
+        from vaezoo.nn import PseudoInputs
+
+        return PseudoInputs(k, (1, self.recipe.features.n_mels, self.clip_frames),
+                            constants={"length": torch.full((k,), self.clip_frames)})
+
     # -- back to sound ------------------------------------------------------------------------
     @property
     def inverter(self) -> Inverter:

@@ -87,3 +87,35 @@ def test_a_folder_of_corrupt_images_fails_the_start_and_the_retry_works(tmp_path
             write_png(tmp_path / "images" / c / f"{i}.png", array)
     result = CliRunner().invoke(main, ["train", str(recipe), "--run-dir", str(run), "--no-progress"])
     assert result.exit_code == 0, result.output
+
+
+def test_the_vampprior_learns_pseudo_images(tmp_path):
+    """The image plugin gives the VampPrior its pseudo-inputs: images in (0, 1) that train."""
+    for i, array in enumerate(random_images(24, SIZE, seed=0)):
+        write_png(tmp_path / "images" / f"{i}.png", array)
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(f'modality = "image"\n[latent]\ndim = 2\n[prior]\nkind = "vamp"\ncomponents = 5\n'
+                      f'[data]\npath = "images"\nsize = {SIZE}\n[model]\nchannels = [4, 8]\n'
+                      "[train]\nepochs = 2\nbatch_size = 8\nsamples = 4\ntensorboard = false\n[eval]\niw_samples = 5\n")
+    before = _pseudo_images(tmp_path, recipe)
+    result = CliRunner().invoke(main, ["train", str(recipe), "--run-dir", str(tmp_path / "run"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    from safetensors.torch import load_file
+
+    from vaezoo.train.checkpoints import latest_weights
+
+    after = load_file(str(latest_weights(tmp_path / "run")))["prior.pseudo_inputs.values"]
+    assert after.shape == (5, 1, SIZE, SIZE) and not after.equal(before)   # they trained
+    result = CliRunner().invoke(main, ["sample", str(tmp_path / "run"), "--n", "4"])
+    assert result.exit_code == 0, result.output
+
+
+def _pseudo_images(tmp_path, recipe):
+    """The pseudo-images a fresh run starts from (the same seed, the same draws)."""
+    import torch
+
+    from vaezoo.plugin.recipes import load_recipe
+    from vaezoo.train.runs import build_modality, build_vae
+
+    torch.manual_seed(0)
+    return build_vae(build_modality(load_recipe(recipe), tmp_path)).prior.pseudo_inputs.values.detach().clone()

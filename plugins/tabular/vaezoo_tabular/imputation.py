@@ -29,13 +29,17 @@ def predict(vae: vaezoo.VAE, batch: dict, draws: int, weighting: str = "importan
     Mattei & Frellsen 2019: an estimate of E[x_missing | x_observed]) or equally ("uniform").
     """
     q = vae.encode(batch)
-    z = q.mean[None] if draws == 0 else q.rsample((draws,))
+    if draws == 0:
+        z, log_q = q.point[None], None
+    else:
+        z, log_q = q.rsample_with_log_prob((draws,))
     s, n, d = z.shape
     px = vae.decode(z.reshape(s * n, d))
     if draws and weighting == "importance":
-        # the batch repeated sample-major, row i * n + j for draw i of row j, like z.reshape
+        # the batch repeated sample-major, row i * n + j for draw i of row j, like z.reshape;
+        # log p(z) of the run's prior and log q(z|x) of its posterior (whatever kinds they are)
         log_p = px.log_prob(batch["x"].repeat(s, 1), batch["mask"].repeat(s, 1)).reshape(s, n)
-        log_w = log_p + vaezoo.StandardNormal(d).log_prob(z) - q.log_prob(z)
+        log_w = log_p + vae.prior.log_prob(z) - log_q
         weights = torch.softmax(log_w, dim=0)[..., None]
     elif weighting in ("importance", "uniform"):
         weights = torch.full((s, n, 1), 1.0 / s, device=z.device)
