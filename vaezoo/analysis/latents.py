@@ -19,22 +19,31 @@ from vaezoo.core.progress import progress
 
 @dataclass
 class Latents:
-    mean: torch.Tensor                 # [N, D] posterior means
+    mean: torch.Tensor                 # [N, D] posterior means (of the base Gaussian, for an IAF posterior)
     logvar: torch.Tensor               # [N, D] posterior log-variances
     label: torch.Tensor | None = None  # [N] integer classes, when every batch carried "label"
+    point: torch.Tensor | None = None  # [N, D] the z that stands for each posterior, when it is not the mean (IAF)
 
     def __len__(self) -> int:
         return len(self.mean)
 
+    @property
+    def points(self) -> torch.Tensor:
+        """The z the decoder reads for each example: its posterior's point (the mean, or for an
+        IAF posterior the flow of the base mean)."""
+        return self.mean if self.point is None else self.point
+
 
 @torch.no_grad()
 def encode_batches(vae, batches: Iterable[Batch], device, *, total: int | None = None) -> Latents:
-    means, logvars, labels = [], [], []
+    means, logvars, labels, points = [], [], [], []
     count = 0
     for batch in progress(batches, desc="encoding", total=total):
         q = vae.encode(to_device(batch, device))
         means.append(q.mean.float().cpu())
         logvars.append(q.logvar.float().cpu())
+        if q.point is not q.mean:
+            points.append(q.point.float().cpu())
         label = batch_labels(batch)
         if label is not None:
             labels.append(label.long().cpu())
@@ -43,7 +52,7 @@ def encode_batches(vae, batches: Iterable[Batch], device, *, total: int | None =
         raise InputError("nothing to encode: the split (or the list of inputs) is empty")
     # Labels count only when every batch had them; a partial column would misalign.
     label = torch.cat(labels) if len(labels) == count else None
-    return Latents(torch.cat(means), torch.cat(logvars), label)
+    return Latents(torch.cat(means), torch.cat(logvars), label, torch.cat(points) if points else None)
 
 
 def encode_split(run, split: str, max_examples: int | None = None) -> Latents:

@@ -8,9 +8,9 @@ decoder then sees latents like those it was trained on.
 
 ``gmm_for_run`` fits scikit-learn's ``GaussianMixture`` (``DEFAULT_COMPONENTS`` components,
 full covariances by default, seeded by the recipe's seed) to the **posterior means** of the
-training split, as Ghosh et al. do. (pythae's ``GaussianMixtureSampler`` fits one
-reparameterised draw per example instead, which widens every component by the posterior's
-own noise.) At most ``DEFAULT_MAX_EXAMPLES`` (20,000) examples are encoded: the whole split
+training split, as Ghosh et al. do (for an IAF posterior, the flow of each base mean: the
+point the decoder reads). (pythae's ``GaussianMixtureSampler`` fits one reparameterised draw
+per example instead, which widens every component by the posterior's own noise.) At most ``DEFAULT_MAX_EXAMPLES`` (20,000) examples are encoded: the whole split
 when it is smaller, else a seeded random subset of it (a split stored in some order, say by
 class, would bias its first examples).
 
@@ -317,7 +317,7 @@ def gmm_for_run(run: Run, *, components: int = DEFAULT_COMPONENTS, covariance_ty
         note = f"fitting a Gaussian mixture {what} to the posterior means of the {SPLIT} split"
     seed = run.recipe.seed
     latents = encode_for_fit(run, components, max_examples, seed, before=lambda: echo(note))
-    mixture = fit_gmm(latents.mean, components, covariance_type=covariance_type, seed=seed)
+    mixture = fit_gmm(latents.points, components, covariance_type=covariance_type, seed=seed)
     if mixture.metadata["converged"] != "true":
         echo(f"note: EM stopped after {mixture.metadata['iterations']} iterations without converging; "
              "the mixture is used as it is")
