@@ -55,6 +55,7 @@ _EXPORTS = {
     "Run": "vaezoo.train.runs",
     "check_plugin": "vaezoo.plugin.check",
     "CheckReport": "vaezoo.plugin.check",
+    "latent_traversal": "vaezoo.analysis.traversal",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -79,3 +80,4 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from vaezoo.plugin.protocol import PLUGIN_API_VERSION, SPLITS, Modality
     from vaezoo.plugin.recipes import load_recipe
     from vaezoo.train.runs import Run, open_run
+    from vaezoo.analysis.traversal import latent_traversal

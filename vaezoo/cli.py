@@ -327,6 +327,39 @@ def interpolate(run_dir: Path, inputs, steps: int, method: str, pairs: int, spli
     _echo_files(run.modality.write_interpolations(px, steps, _out_dir(run, out) / f"interpolation-{method}"))
 
 
+@main.command()
+@RUN
+@click.option("--dims", metavar="D,D-D", help="Latent dimensions to sweep, e.g. 0,1,5 or 0-3 (default: all).")
+@click.option("--steps", type=click.IntRange(2), default=9, show_default=True, help="Values per dimension, ends included.")
+@click.option("--span", type=FiniteFloatRange(min=0, min_open=True), default=3.0, show_default=True,
+              help="Sweep from -SPAN to +SPAN (prior standard deviations for the standard normal prior).")
+@click.option("--from", "source", default="zeros", show_default=True, metavar="zeros|SPLIT:INDEX|INPUT",
+              help="Base point: zeros, the posterior point of an example (test:0), or an input the modality reads.")
+@click.option("--relative", is_flag=True, help="Sweep the base's own value +- SPAN instead of -SPAN ... +SPAN.")
+@click.option("--out", **OUTPUT_DIR, help="Output folder (default: RUN_DIR/samples).")
+@SEED
+@opens_a_run
+def traverse(run_dir: Path, dims: str | None, steps: int, span: float, source: str, relative: bool, out: Path | None,
+             seed: int, weights: str, overrides, device: str) -> None:
+    """Latent traversals: one row per latent dimension, swept while the others stay at a base point.
+
+    The rows are decoded and written with the modality's interpolation writer (a PNG grid,
+    lines of text, a WAV per row ...) as traversal-zeros, traversal-SPLIT-INDEX or traversal-input.
+    """
+    import torch
+
+    from vaezoo.analysis.traversal import parse_dims, traverse_run
+
+    run = _open(run_dir, weights, overrides, device)
+    torch.manual_seed(seed)
+    result = traverse_run(run, dims=parse_dims(dims, run.vae.latent_dim), steps=steps, span=span, source=source,
+                          relative=relative, out_dir=out)
+    low, high = result.values[0], result.values[-1]
+    sweep = f"base {low:g} ... base +{high:g}" if relative else f"{low:g} ... {high:g}"
+    click.echo(f"rows: z{', z'.join(map(str, result.dims))} (values {sweep}, {steps} steps, from {source})")
+    _echo_files(result.files)
+
+
 # -- measure -----------------------------------------------------------------------------------
 
 
@@ -436,6 +469,46 @@ def latent_map(run_dir: Path, split: str, method: str, color_by, clusters, max_e
     if result.adjusted_rand_index is not None:
         click.echo(f"k-means ({result.clusters} clusters) vs labels: adjusted Rand index {result.adjusted_rand_index:.4f}")
     _echo_files(files)
+
+
+@main.command()
+@RUN
+@click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True)
+@click.option("--max-examples", type=click.IntRange(0), default=10000, show_default=True,
+              help="Measure at most this many examples of the split (0 = all).")
+@click.option("--bins", type=click.IntRange(2), default=20, show_default=True, help="Bins per latent dimension for MIG.")
+@click.option("--dci-model", type=click.Choice(["gbt", "forest", "none"]), default="gbt", show_default=True,
+              help="Classifiers whose feature importances make DCI: gradient boosted trees (as disentanglement_lib), "
+                   "a random forest (faster), or none (MIG only).")
+@click.option("--dci-train", type=click.IntRange(1), default=2000, show_default=True,
+              help="Examples the DCI classifiers train on (a seeded draw); up to --dci-test others measure them.")
+@click.option("--dci-test", type=click.IntRange(1), default=1000, show_default=True)
+@click.option("--jobs", type=click.IntRange(1), help="Processes fitting the DCI classifiers (default: one per factor, up to the cores).")
+@click.option("--json", "json_path", **OUTPUT_FILE, help="Where to write the results (default: RUN_DIR/disentanglement.json).")
+@SEED
+@NO_PROGRESS
+@opens_a_run
+def disentanglement(run_dir: Path, split: str, max_examples: int, bins: int, dci_model: str, dci_train: int, dci_test: int,
+                    jobs: int | None, json_path: Path | None, seed: int, no_progress: bool, weights: str, overrides,
+                    device: str) -> None:
+    """MIG and DCI of the latent space against the known factors that generated the data.
+
+    The split's batches must carry "factors" [N, F] (e.g. images from `python -m
+    vaezoo_image.shapes` with data.factors = true; `--set data.factors=true` adds them to a run
+    trained without). MIG is the discrete estimator (codes in equal-width bins, as
+    disentanglement_lib), normalised by each factor's entropy; DCI's importances come from
+    one classifier per factor. Prints a table and writes it all as JSON.
+    """
+    from vaezoo.analysis.disentanglement import JSON_NAME, measure_run, save
+    from vaezoo.core.progress import progress_bars
+
+    run = _open(run_dir, weights, overrides, device)
+    with progress_bars(not no_progress):
+        result = measure_run(run, split=split, max_examples=max_examples or None, bins=bins,
+                             dci_model=None if dci_model == "none" else dci_model, dci_train=dci_train,
+                             dci_test=dci_test, seed=seed, jobs=jobs, echo=lambda msg: click.echo(msg, err=True))
+    _print_table(result.table())
+    _echo_files([save(result, json_path or run.path / JSON_NAME)])
 
 
 @main.command()

@@ -96,3 +96,12 @@ def test_resume_replays_the_random_crops_exactly(run, tmp_path):
     Trainer(resumed, tmp_path / "split", resume=True, progress_bar=False, echo=lambda m: None).fit()
     a, b = load_file(str(latest_weights(tmp_path / "straight"))), load_file(str(latest_weights(tmp_path / "split")))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_traverse_writes_a_wav_per_dimension(run, tmp_path):
+    run_dir, _, _ = run
+    result = cli("traverse", run_dir, "--dims", "0,1", "--steps", 3, "--from", "test:0", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "traversal-test-0.png").is_file()
+    for row in range(2):
+        assert sf.info(str(tmp_path / f"traversal-test-0-{row:02d}.wav")).frames == 3 * CLIP_SAMPLES + 2 * round(0.15 * RATE)

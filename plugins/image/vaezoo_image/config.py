@@ -38,6 +38,12 @@ class DataConfig:
     label_names: list[str] = option(
         [], help="names of the integer labels (index i -> name) for legends; class sub-folders name themselves"
     )
+    factors: bool = option(
+        False,
+        help="IDX data only: batches also carry \"factors\" [N, F], the ground-truth factor indices of a generated set "
+             "({train,t10k}-factors-idx2-ubyte[.gz], names in factors.json; python -m vaezoo_image.shapes writes them), "
+             "for vaezoo disentanglement",
+    )
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Image data: MNIST-format IDX files and folders of PNG/JPEG images.
 
 Every split is a map-style dataset whose items are ``{"x": float [C, H, W] in [0, 1]}``
-plus ``"label"`` (a long scalar) when the data has labels. Two layouts are read:
+plus ``"label"`` (a long scalar) when the data has labels, and ``"factors"`` (long ``[F]``,
+ground-truth factor indices) with ``data.factors = true``. Two layouts are read:
 
 - IDX (MNIST, Fashion-MNIST, KMNIST): ``train-images-idx3-ubyte[.gz]`` with its labels file
   gives train and validation (a seeded hold-out), ``t10k-*`` gives test.
@@ -13,6 +14,7 @@ plus ``"label"`` (a long scalar) when the data has labels. Two layouts are read:
 from __future__ import annotations
 
 import gzip
+import json
 import zlib
 from pathlib import Path
 from typing import Sequence
@@ -26,6 +28,7 @@ from torch.utils.data import Dataset, default_collate
 from vaezoo import SPLITS, InputError, derive_seed, split_indices
 
 from vaezoo_image.config import DataConfig
+from vaezoo_image.shapes import FACTORS_JSON   # factor names beside {train,t10k}-factors-idx2-ubyte
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -84,6 +87,15 @@ def read_idx_labels(path: Path, count: int) -> torch.Tensor:
     array = read_idx(path)
     if array.ndim != 1 or len(array) != count:
         raise InputError(f"{path}: expected {count} labels (one per image), got shape {array.shape}")
+    return torch.from_numpy(array.astype(np.int64))
+
+
+def read_idx_factors(path: Path, count: int) -> torch.Tensor:
+    """Factor indices ``[N, F]`` (long) from an idx2 file with one row per image."""
+    array = read_idx(path)
+    if array.ndim != 2 or len(array) != count or array.dtype.kind not in "iu":
+        raise InputError(f"{path}: expected integer factors of shape {count} x F (one row per image), "
+                         f"got {array.dtype} {array.shape}")
     return torch.from_numpy(array.astype(np.int64))
 
 
@@ -159,9 +171,11 @@ class ImageDataset(Dataset):
     with a ``fixed_seed`` every example gets one reproducible draw, as evaluation needs.
     """
 
-    def __init__(self, indices: Sequence[int], labels: torch.Tensor | None, binarize: str, fixed_seed: int | None):
+    def __init__(self, indices: Sequence[int], labels: torch.Tensor | None, binarize: str, fixed_seed: int | None,
+                 factors: torch.Tensor | None = None):
         self.indices = list(indices)
         self.labels = labels
+        self.factors = factors
         self.binarize = binarize
         self.fixed_seed = fixed_seed
 
@@ -180,14 +194,16 @@ class ImageDataset(Dataset):
         item = {"x": x}
         if self.labels is not None:
             item["label"] = self.labels[i]
+        if self.factors is not None:
+            item["factors"] = self.factors[i]
         return item
 
 
 class TensorImageDataset(ImageDataset):
     """Images held in memory as one uint8 tensor ``[N, C, H, W]`` (IDX data)."""
 
-    def __init__(self, images: torch.Tensor, labels, indices, binarize, fixed_seed):
-        super().__init__(indices, labels, binarize, fixed_seed)
+    def __init__(self, images: torch.Tensor, labels, indices, binarize, fixed_seed, factors=None):
+        super().__init__(indices, labels, binarize, fixed_seed, factors)
         self.images = images
         self.index_tensor = torch.as_tensor(self.indices, dtype=torch.long)
 
@@ -207,6 +223,8 @@ class TensorImageDataset(ImageDataset):
         batch = {"x": x}
         if self.labels is not None:
             batch["label"] = self.labels[idx]
+        if self.factors is not None:
+            batch["factors"] = self.factors[idx]
         return batch
 
 
@@ -248,6 +266,7 @@ class IdxSource:
     def __init__(self, cfg: DataConfig):
         self.cfg = cfg
         self._cache: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
+        self._factors: dict[str, torch.Tensor | None] = {}
 
     def _load(self, prefix: str) -> tuple[torch.Tensor, torch.Tensor | None]:
         if prefix not in self._cache:
@@ -264,18 +283,44 @@ class IdxSource:
             self._cache[prefix] = (images, labels)
         return self._cache[prefix]
 
+    def _load_factors(self, prefix: str, count: int) -> torch.Tensor | None:
+        """``{prefix}-factors-idx2-ubyte[.gz]`` with ``data.factors = true``, else None."""
+        if not self.cfg.factors:
+            return None
+        if prefix not in self._factors:
+            path = find_idx(self.cfg.path, prefix, "factors-idx2")
+            if path is None:
+                raise InputError(f"{self.cfg.path}: data.factors = true but {prefix}-factors-idx2-ubyte[.gz] is not there "
+                                 "(python -m vaezoo_image.shapes writes it); set data.factors = false")
+            self._factors[prefix] = read_idx_factors(path, count)
+        return self._factors[prefix]
+
+    @property
+    def factor_names(self) -> list[str] | None:
+        """The factors' names from ``factors.json`` beside the files, when it is there."""
+        path = self.cfg.path / FACTORS_JSON
+        if not self.cfg.factors or not path.is_file():
+            return None
+        try:
+            names = json.loads(path.read_text(encoding="utf-8")).get("names")
+        except (OSError, ValueError, AttributeError) as err:
+            raise InputError(f"{path}: cannot read the factor names ({err})") from None
+        return [str(n) for n in names] if isinstance(names, list) else None
+
     def split(self, split: str) -> Dataset:
         _check_split(split)
         cfg = self.cfg
         if split == "test":
             images, labels = self._load("t10k")
-            return TensorImageDataset(images, labels, range(len(images)), cfg.binarize, eval_seed(cfg, split))
+            return TensorImageDataset(images, labels, range(len(images)), cfg.binarize, eval_seed(cfg, split),
+                                      self._load_factors("t10k", len(images)))
         images, labels = self._load("train")
+        factors = self._load_factors("train", len(images))
         train, validation = split_indices(len(images), cfg.validation_fraction, cfg.split_seed)
         if split == "validation":
-            return TensorImageDataset(images, labels, validation, cfg.binarize, eval_seed(cfg, split))
+            return TensorImageDataset(images, labels, validation, cfg.binarize, eval_seed(cfg, split), factors)
         train = _subset(train, cfg.max_train_examples, cfg.split_seed)
-        return TensorImageDataset(images, labels, train, cfg.binarize, None)
+        return TensorImageDataset(images, labels, train, cfg.binarize, None, factors)
 
 
 class FolderSource:
@@ -342,4 +387,7 @@ def open_source(cfg: DataConfig) -> IdxSource | FolderSource:
     fmt = cfg.format if cfg.format != "auto" else ("idx" if has_idx else "folder")
     if fmt == "idx" and not has_idx:
         raise InputError(f"{cfg.path}: data.format = 'idx' but neither train- nor t10k-images-idx3-ubyte[.gz] is there")
+    if fmt == "folder" and cfg.factors:
+        raise InputError(f"{cfg.path}: data.factors = true needs IDX data with {{train,t10k}}-factors-idx2-ubyte[.gz] "
+                         "(python -m vaezoo_image.shapes writes them), not an image folder; set data.factors = false")
     return IdxSource(cfg) if fmt == "idx" else FolderSource(cfg)

@@ -60,6 +60,12 @@ class ImageModality(Modality):
             return list(self.recipe.data.label_names)
         return getattr(self._open_source(), "classes", None)
 
+    @property
+    def factor_names(self) -> list[str] | None:
+        """With ``data.factors = true``, the names of the ``"factors"`` columns (factors.json), for
+        `vaezoo disentanglement`; None otherwise."""
+        return getattr(self._open_source(), "factor_names", None) if self.recipe.data.factors else None
+
     def example_batch(self, n: int = 4) -> vaezoo.Batch:
         """Random images of the recipe's shape, binarized when training binarizes, with labels."""
         import torch

@@ -13,7 +13,11 @@ from pathlib import Path
 
 import torch
 
-from vaezoo import save_png_grid
+# The core's latent traversal (what `vaezoo traverse` runs for every modality), under the name
+# this plugin has always exported: ``vaezoo_image.latent_traversal``.
+from vaezoo import latent_traversal, save_png_grid
+
+__all__ = ["PAD", "save_grid", "write_samples", "write_reconstructions", "write_rows", "latent_traversal"]
 
 PAD = 2
 
@@ -43,25 +47,3 @@ def write_rows(images: torch.Tensor, steps: int, stem: Path) -> list[Path]:
     if len(images) % steps:
         raise ValueError(f"{len(images)} images do not split into rows of {steps}")
     return save_grid(list(images.split(steps)), steps, stem)
-
-
-@torch.no_grad()
-def latent_traversal(vae, z: torch.Tensor | None = None, *, steps: int = 9, span: float = 3.0,
-                     dims: list[int] | None = None):
-    """Decode ``z`` with one latent dimension at a time swept over [-span, span].
-
-    ``z`` is the ``[D]`` starting point (default: the prior mean, zeros); ``dims`` the
-    dimensions to sweep (default: all). Returns ``(z, p(x|z))`` with ``len(dims) * steps``
-    latents, row-major: the ``steps`` values of the first dimension first.
-    """
-    param = next(vae.parameters())
-    base = torch.zeros(vae.latent_dim, device=param.device, dtype=param.dtype) if z is None else z.to(param)
-    dims = list(range(vae.latent_dim)) if dims is None else list(dims)
-    bad = [d for d in dims if not 0 <= d < vae.latent_dim]
-    if bad:
-        raise ValueError(f"latent dimensions {bad} are out of range; the latent has {vae.latent_dim}")
-    values = torch.linspace(-span, span, steps, device=base.device, dtype=base.dtype)
-    latents = base.repeat(len(dims) * steps, 1)
-    for row, d in enumerate(dims):
-        latents[row * steps : (row + 1) * steps, d] = values
-    return latents, vae.decode(latents)

@@ -215,3 +215,11 @@ def test_score_labels_must_name_the_rows_of_a_table(trained, tmp_path):
     labels.write_text("input,label\nother.csv,1\n")  # nothing for the table at all: refused before scoring
     result = CliRunner().invoke(main, ["score", str(root / "run"), str(table), "--labels", str(labels), "--no-progress"])
     assert result.exit_code == 2 and f"no label for input '{table}'" in result.output
+
+
+def test_traverse_writes_the_rows_of_each_dimension(trained, tmp_path):
+    root, _ = trained
+    result = CliRunner().invoke(main, ["traverse", str(root / "run"), "--steps", "3", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    rows = read_table(tmp_path / "traversal-zeros.csv")
+    assert len(rows.rows) == 2 * 3 and rows.columns == ["size", "colour", "weight", "grade"]

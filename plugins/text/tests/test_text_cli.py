@@ -106,3 +106,10 @@ def test_aggressive_encoder_updates_train_and_are_refused_for_the_lm(tmp_path):
     result = cli("train", recipe, "--run-dir", tmp_path / "lm", "--set", "model.use_latent=false", *quick)
     assert result.exit_code == 2 and "[train] aggressive_encoder: true needs a model that uses its latent" in result.output
     assert not (tmp_path / "lm").exists()
+
+
+def test_traverse_writes_a_block_of_sentences_per_dimension(run, tmp_path):
+    run_dir, _ = run
+    result = cli("traverse", run_dir, "--dims", "0-1", "--steps", 3, "--from", "the cat sat on the mat", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert [len(b) for b in blocks(tmp_path / "traversal-input.txt")] == [3, 3]
