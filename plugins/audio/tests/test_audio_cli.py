@@ -105,3 +105,20 @@ def test_traverse_writes_a_wav_per_dimension(run, tmp_path):
     assert (tmp_path / "traversal-test-0.png").is_file()
     for row in range(2):
         assert sf.info(str(tmp_path / f"traversal-test-0-{row:02d}.wav")).frames == 3 * CLIP_SAMPLES + 2 * round(0.15 * RATE)
+
+
+@pytest.mark.parametrize("variant", [["posterior.kind=iaf"], ["prior.kind=vamp", "prior.components=3"]])
+def test_an_iaf_posterior_or_a_vampprior_trains_on_audio(run, tmp_path, variant):
+    """Pseudo-clips for the VampPrior come from the plugin's pseudo_inputs; the IAF needs nothing."""
+    _, folder, _ = run
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(recipe_text(folder))
+    sets = [arg for item in variant for arg in ("--set", item)]
+    result = cli("train", recipe, "--run-dir", tmp_path / "run", *sets, "--set", "train.epochs=1", "--no-progress")
+    assert result.exit_code == 0, result.output
+    weights = load_file(str(latest_weights(tmp_path / "run")))
+    prefix = "flow." if "iaf" in variant[0] else "prior.pseudo_inputs."
+    assert any(k.startswith(prefix) for k in weights)
+    assert json.loads((tmp_path / "run" / "eval.json").read_text())["iw_nll"] is not None
+    result = cli("sample", tmp_path / "run", "--n", 2, "--out", tmp_path / "s")
+    assert result.exit_code == 0 and list((tmp_path / "s").glob("*.wav"))

@@ -104,6 +104,12 @@ class ImageModality(Modality):
 
         return networks.build_decoder(self.shape, self.recipe.latent.dim, self.recipe.model)
 
+    def pseudo_inputs(self, k: int) -> nn.Module:
+        """The VampPrior's pseudo-images: ``k`` learned images in (0, 1), of the recipe's size."""
+        from vaezoo.nn import PseudoInputs
+
+        return PseudoInputs(k, self.shape, squash="sigmoid")
+
     # -- writers ----------------------------------------------------------------------------
     def write_samples(self, px, stem: Path) -> list[Path]:
         from vaezoo_image import writers

@@ -223,3 +223,18 @@ def test_traverse_writes_the_rows_of_each_dimension(trained, tmp_path):
     assert result.exit_code == 0, result.output
     rows = read_table(tmp_path / "traversal-zeros.csv")
     assert len(rows.rows) == 2 * 3 and rows.columns == ["size", "colour", "weight", "grade"]
+
+
+def test_an_iaf_posterior_and_a_mixture_prior_train_and_impute(tmp_path):
+    """Importance-weighted imputation uses the run's own prior and posterior densities."""
+    table = write_csv(tmp_path / "table.csv")
+    recipe = write_recipe(tmp_path / "r.toml", {"path": "table.csv", "categorical": ["grade"], "drop": ["id"]},
+                          prior={"kind": "mog", "components": 3}, posterior={"kind": "iaf"})
+    result = CliRunner().invoke(main, ["train", str(recipe), "--run-dir", str(tmp_path / "run"), *FAST])
+    assert result.exit_code == 0, result.output
+    run = vaezoo.open_run(tmp_path / "run", device="cpu")
+    filled = impute(run, table, draws=8, seed=1)
+    assert all(cell is not None for row in filled.rows for cell in row)
+    result = CliRunner().invoke(main, ["train", str(recipe), "--run-dir", str(tmp_path / "vamp"), *FAST,
+                                       "--set", "prior.kind=vamp"])
+    assert result.exit_code == 2 and "'vamp' needs pseudo-inputs" in result.output

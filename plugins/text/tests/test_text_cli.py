@@ -113,3 +113,21 @@ def test_traverse_writes_a_block_of_sentences_per_dimension(run, tmp_path):
     result = cli("traverse", run_dir, "--dims", "0-1", "--steps", 3, "--from", "the cat sat on the mat", "--out", tmp_path)
     assert result.exit_code == 0, result.output
     assert [len(b) for b in blocks(tmp_path / "traversal-input.txt")] == [3, 3]
+
+
+def test_a_mixture_prior_trains_and_the_vampprior_is_refused(tmp_path):
+    """The model family needs no text code: a mog prior trains, samples and evaluates; the
+    VampPrior needs continuous pseudo-inputs, which token inputs do not have."""
+    corpus = write_corpus(tmp_path / "sentences.txt", 120)
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(recipe_text(corpus))
+    quick = ["--set", "train.epochs=1", "--set", "train.samples=4", "--no-progress"]
+    result = cli("train", recipe, "--run-dir", tmp_path / "mog", "--set", "prior.kind=mog", "--set", "prior.components=4",
+                 *quick)
+    assert result.exit_code == 0, result.output
+    figures = json.loads((tmp_path / "mog" / "eval.json").read_text())
+    assert figures["kl"] > 0 and figures["iw_nll"] is not None and "perplexity" in figures["extra"]
+    assert (tmp_path / "mog" / "samples" / "prior.txt").read_text().strip()
+    result = cli("train", recipe, "--run-dir", tmp_path / "vamp", "--set", "prior.kind=vamp", *quick)
+    assert result.exit_code == 2 and "[prior] kind: 'vamp' needs pseudo-inputs" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "vamp").exists()
