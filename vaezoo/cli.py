@@ -482,7 +482,8 @@ def latent_map(run_dir: Path, split: str, method: str, color_by, clusters, max_e
                    "a random forest (faster), or none (MIG only).")
 @click.option("--dci-train", type=click.IntRange(1), default=2000, show_default=True,
               help="Examples the DCI classifiers train on (a seeded draw); up to --dci-test others measure them.")
-@click.option("--dci-test", type=click.IntRange(1), default=1000, show_default=True)
+@click.option("--dci-test", type=click.IntRange(1), default=1000, show_default=True,
+              help="Other examples (seeded) on which the DCI classifiers' accuracy, the informativeness, is measured.")
 @click.option("--jobs", type=click.IntRange(1), help="Processes fitting the DCI classifiers (default: one per factor, up to the cores).")
 @click.option("--json", "json_path", **OUTPUT_FILE, help="Where to write the results (default: RUN_DIR/disentanglement.json).")
 @SEED
