@@ -9,7 +9,7 @@ DATA_PACKAGES := dataset-fashion-mnist wordnet-base klettres-data
 TEST_PACKAGES := chromium chromium-driver
 DEMO_RUN ?= runs/demo
 
-.PHONY: install data test-packages test demo bench-image bench-tabular clean
+.PHONY: install data test-packages test demo bench-image bench-tabular bench-models clean
 
 install: $(STAMP)
 
@@ -63,6 +63,11 @@ bench-image: install $(PEERS)/.installed
 bench-tabular: install
 	$(BIN)/python -m pip install -q -e './plugins/tabular[benchmark]'
 	nice $(BIN)/python benchmarks/tabular_impute.py
+
+# The model family (issue 13): priors and posteriors on Fashion-MNIST with FID-FMNIST, MIG/DCI on
+# the shapes set, a mixture prior on text. Writes benchmarks/results/model_family.jsonl.
+bench-models: install
+	nice $(BIN)/python benchmarks/model_family.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
