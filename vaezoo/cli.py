@@ -555,13 +555,18 @@ def score(run_dir: Path, inputs, k: int, split: str, max_examples, labels_path: 
 @click.option("--out", **OUTPUT_FILE, help="HTML file (default: RUN_DIR/report.html).")
 @click.option("--latent-map/--no-latent-map", "with_map", default=True, show_default=True,
               help="Draw the test split's latent map when RUN_DIR has none yet (reads the data).")
+@click.option("--compare", "compare", multiple=True, type=click.Path(path_type=Path),
+              metavar="OTHER_RUN", help="Show another run beside this one (repeatable): the sample groups both "
+                                        "have side by side, and the eval numbers both have.")
 @DEVICE
-def report(run_dir: Path, out: Path | None, with_map: bool, device: str) -> None:
+def report(run_dir: Path, out: Path | None, with_map: bool, compare: tuple[Path, ...], device: str) -> None:
     """A static HTML page about a run: recipe, curves, eval table, what the writers left in
-    samples/ (images, sentences, audio) and the latent map. Opens from disk, no server."""
+    samples/ (images, sentences, audio) and the latent map. Opens from disk, no server.
+    With --compare OTHER_RUN also a section per other run: both runs' samples side by side
+    and their eval.json numbers in two columns (a VAE-GAN's samples beside the plain VAE's)."""
     from vaezoo.analysis.report import write_report
 
-    _echo_files(write_report(run_dir, out=out, latent_map=with_map, device=device,
+    _echo_files(write_report(run_dir, out=out, latent_map=with_map, device=device, compare=compare,
                              echo=lambda msg: click.echo(msg, err=True)))
 
 

@@ -5,6 +5,8 @@ The page shows what the run directory holds, whatever the modality: the recipe, 
 in samples/ by extension (images as <img>, text files as lines, sound files as <audio>, any
 other file as a link) and the latent maps (drawn for the test split when there is none).
 Every link is relative to the page, so the run folder can be zipped and opened elsewhere.
+With ``compare`` the page also shows, beside each other run, the sample groups both runs have
+side by side and the eval.json numbers both share (a VAE-GAN's samples beside the plain VAE's).
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from urllib.parse import quote
 from vaezoo.core.version import __version__
 from vaezoo.core.files import write_text
 from vaezoo.train.checkpoints import EVAL, METRICS, RECIPE, read_metrics
-from vaezoo.analysis.curves import CURVES, write_curves
-from vaezoo.core.errors import RunDirError, VaezooError
+from vaezoo.analysis.curves import CURVES, adversarial, event_step, series, write_curves
+from vaezoo.core.errors import InputError, RunDirError, VaezooError
 from vaezoo.core.estimators import EvalResult
 from vaezoo.analysis.latent_map import FOLDER as MAP_FOLDER, METHODS
 
@@ -33,6 +35,15 @@ AUDIO = {".wav": "audio/wav", ".ogg": "audio/ogg", ".flac": "audio/flac", ".mp3"
 TEXT_LINES = 200      # longer text files are cut, with a link to the whole file
 # Files named NAME-NUMBER... (prior-00.wav, prior-01.wav) are shown together under NAME.
 _GROUP = re.compile(r"^(.*?)-\d+(?:-.*)?$")
+#: The adversarial (VAE-GAN) phase's figures of a training record, as training_rows names them.
+ADVERSARIAL_ROWS = [("disc_loss", "last discriminator loss"), ("disc_real", "last discriminator score, real (logit)"),
+                    ("disc_fake", "last discriminator score, fake (logit)"),
+                    ("gen_adversarial", "last generator adversarial loss"), ("feature_matching", "last feature matching")]
+#: The eval.json numbers a comparison shows first, then any other number both runs have.
+COMPARED_FIRST = ("elbo", "iw_nll", "kl", "active_units", "mutual_information")
+EVAL_LABELS = {"elbo": "ELBO", "iw_nll": "IW-NLL", "kl": "KL", "active_units": "active units",
+               "mutual_information": "mutual information", "n_examples": "examples", "iw_samples": "IW-NLL samples (k)",
+               "step": "evaluated at step", "weights_step": "weights of step"}
 
 
 @dataclass
@@ -138,7 +149,71 @@ def training_rows(records: list[dict]) -> list[tuple[str, str]]:
     if timing:
         rows += [("training time", f"{sum(r['train_seconds'] for r in timing):.1f} s"),
                  ("examples per second", f"{timing[-1]['examples_per_second']:.0f}")]
+    start = event_step(records)
+    if start is not None:
+        rows += [("adversarial phase from", f"step {start}")]
+    if train:
+        rows += [(label, f"{train[-1][key]:.4f}") for key, label in ADVERSARIAL_ROWS
+                 if isinstance(train[-1].get(key), (int, float))]
     return rows
+
+
+@dataclass
+class Comparison:
+    """Another run beside this one: the sample groups both have, the eval numbers both have."""
+    name: str
+    run_dir: str
+    pairs: list[tuple[SampleGroup, SampleGroup]]        # (this run's group, the other's), same title
+    eval_rows: list[tuple[str, str, str]]                # (label, this run's value, the other's)
+    only_here: list[str]
+    only_there: list[str]
+
+
+def _number(value: int | float) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def eval_numbers(data: dict) -> dict[str, int | float]:
+    """The numbers of an eval.json: its numeric keys, and those of its ``extra``."""
+    def numeric(items):
+        return {k: v for k, v in items if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+    extra = data.get("extra")
+    return {**(numeric(extra.items()) if isinstance(extra, dict) else {}), **numeric(data.items())}
+
+
+def compare_eval_rows(this: dict, other: dict) -> list[tuple[str, str, str]]:
+    """(label, this, other) for each eval.json number both runs have: COMPARED_FIRST first."""
+    a, b = eval_numbers(this), eval_numbers(other)
+    keys = [k for k in COMPARED_FIRST if k in a and k in b] + [k for k in a if k in b and k not in COMPARED_FIRST]
+    rows = [("split", str(this["split"]), str(other["split"]))] if "split" in this and "split" in other else []
+    return rows + [(EVAL_LABELS.get(k, k), _number(a[k]), _number(b[k])) for k in keys]
+
+
+def check_compared(run_dir: Path, others: list[Path]) -> None:
+    """Every ``--compare`` is a run directory other than ``run_dir``."""
+    for other in others:
+        if not (other / RECIPE).is_file():
+            raise RunDirError(f"--compare {other}: not a run directory ({RECIPE} is missing)")
+        if other.resolve() == run_dir.resolve():
+            raise InputError(f"--compare {other}: that is the run itself; name another run directory")
+
+
+def comparison(run_dir: Path, other: Path, base: Path) -> Comparison:
+    """``other`` beside ``run_dir``, its links relative to ``base`` (the page's folder)."""
+    try:
+        name = tomllib.loads((other / RECIPE).read_text(encoding="utf-8")).get("name", other.name)
+    except tomllib.TOMLDecodeError as err:
+        raise RunDirError(f"{other / RECIPE}: unreadable ({err})") from None
+    here = {g.title: g for g in sample_groups(run_dir.resolve() / "samples", base)}
+    there = {g.title: g for g in sample_groups(other.resolve() / "samples", base)}
+    evals = [read_json(path / EVAL) if (path / EVAL).exists() else None for path in (run_dir, other)]
+    return Comparison(
+        name=str(name), run_dir=str(other),
+        pairs=[(group, there[title]) for title, group in here.items() if title in there],
+        eval_rows=compare_eval_rows(evals[0], evals[1]) if evals[0] is not None and evals[1] is not None else [],
+        only_here=[title for title in here if title not in there],
+        only_there=[title for title in there if title not in here])
 
 
 def _latent_maps(run_dir: Path, base: Path) -> list[dict]:
@@ -152,15 +227,20 @@ def _latent_maps(run_dir: Path, base: Path) -> list[dict]:
 
 
 def write_report(run_dir: Path, *, out: Path | None = None, latent_map: bool = True, device: str = "auto",
-                 echo=print) -> list[Path]:
-    """Render the page (and draw the curves and a latent map where missing); returns the files written."""
+                 compare=(), echo=print) -> list[Path]:
+    """Render the page (and draw the curves and a latent map where missing); returns the files written.
+
+    ``compare``: other run directories, each shown beside this run (samples, eval numbers)."""
     from jinja2 import Environment, PackageLoader, StrictUndefined
 
     run_dir = Path(run_dir)
     if not (run_dir / RECIPE).is_file():
         raise RunDirError(f"{run_dir}: not a run directory ({RECIPE} is missing)")
+    others = [Path(other) for other in compare]
+    check_compared(run_dir, others)
     out = Path(out) if out is not None else run_dir / REPORT
     base = out.parent.resolve()
+    comparisons = [comparison(run_dir, other, base) for other in others]   # bad input fails before any write
     written: list[Path] = []
     if not (run_dir / CURVES).exists():
         written += write_curves(run_dir)
@@ -189,11 +269,13 @@ def write_report(run_dir: Path, *, out: Path | None = None, latent_map: bool = T
         "recipe_text": recipe_text,
         "training": training_rows(metrics),
         "curves": _href(run_abs / CURVES, base) if (run_dir / CURVES).exists() else None,
+        "adversarial_curves": adversarial(series(metrics)),
         "eval_rows": eval_rows(run_dir / EVAL) if (run_dir / EVAL).exists() else [],
         "groups": sample_groups(run_abs / "samples", base),
         "maps": _latent_maps(run_abs, base),
         "map_note": map_note,
         "method_names": METHODS,
+        "comparisons": comparisons,
     }
     env = Environment(loader=PackageLoader("vaezoo.analysis", "templates"), autoescape=True, undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True)
