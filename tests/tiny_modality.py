@@ -97,7 +97,7 @@ class TinyVectors(Modality):
     def write_samples(self, px, stem: Path):
         path = Path(f"{stem}.csv")
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("\n".join(",".join(f"{v:.5f}" for v in row) for row in px.mean.tolist()) + "\n")
+        path.write_text("\n".join(",".join(f"{v:.5f}" for v in row) for row in px.mean.flatten(1).tolist()) + "\n")
         return [path]
 
 
@@ -148,3 +148,49 @@ class LabelledTiny(TinyVectors):
     @property
     def label_names(self):
         return ["--", "-+", "+-", "++"]
+
+
+class TinyImages(TinyVectors):
+    """TinyVectors drawn as one-channel planes: the ring embedded in ``data.dim`` = side^2
+    dimensions, each example ``[1, side, side]``. Image-like inputs, so the core's generic
+    discriminator applies (the adversarial stage's tests)."""
+
+    name = "tiny-images"
+
+    @property
+    def side(self) -> int:
+        side = math.isqrt(self.recipe.data.dim)
+        if side * side != self.recipe.data.dim:
+            raise ValueError(f"data.dim must be a square for tiny images, got {self.recipe.data.dim}")
+        return side
+
+    def dataset(self, split):
+        points = super().dataset(split).tensors[0]
+        return TensorDataset(points.view(-1, 1, self.side, self.side))
+
+    def build_encoder(self):
+        return PlaneEncoder(self.recipe.data.dim, self.recipe.model.hidden, self.recipe.latent.dim)
+
+    def build_decoder(self):
+        return PlaneDecoder(self.recipe.data.dim, self.recipe.model.hidden, self.recipe.latent.dim, self.side)
+
+
+class PlaneEncoder(Encoder):
+    def forward(self, batch):
+        return super().forward({"x": batch["x"].flatten(1)})
+
+
+class PlaneDecoder(Decoder):
+    def __init__(self, dim: int, hidden: int, latent: int, side: int):
+        super().__init__(dim, hidden, latent)
+        self.side = side
+
+    def forward(self, z):
+        shape = (1, self.side, self.side)
+        return Gaussian(self.net(z).view(-1, *shape), self.log_scale.view(shape))
+
+
+# TINY_RECIPE on 4x4 planes with the adversarial stage on from step 4.
+TINY_GAN_RECIPE = (TINY_RECIPE.replace("tiny_modality:TinyVectors", "tiny_modality:TinyImages")
+                   .replace("dim = 6", "dim = 16")
+                   + "\n[adversarial]\nenabled = true\nstart_step = 4\nchannels = 4\n")

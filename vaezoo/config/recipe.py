@@ -80,6 +80,43 @@ class PosteriorConfig:
 
 
 @dataclass
+class AdversarialConfig:
+    enabled: bool = option(False, help="add an adversarial stage (VAE-GAN, Larsen et al. 2016): a discriminator "
+                           "trained beside the VAE, the decoder trained to fool it; modalities with continuous, "
+                           "image-like inputs (image, audio) or a plugin discriminator")
+    start_step: int = option(0, min=0, help="optimiser steps of the plain VAE before the adversarial phase begins")
+    after_kl_warmup: bool = option(False, help="begin no earlier than the end of the KL warm-up "
+                                   "(objective.kl_warmup_steps of a linear schedule)")
+    discriminator: Literal["patch", "multiscale"] = option(
+        "patch", help="the generic discriminator (when the plugin brings none): 'patch' a PatchGAN conv stack; "
+        "'multiscale' one per scale, the last axis (time of a spectrogram) halved between scales")
+    channels: int = option(32, min=1, help="discriminator width: channels of its first layer, doubled per layer up to 8x")
+    layers: int = option(3, min=1, help="stride-2 layers per discriminator (fewer when the input is small)")
+    scales: int = option(3, min=1, help="multiscale: discriminators, each on a 2x coarser last axis")
+    spectral_norm: bool = option(True, help="spectral norm on every discriminator convolution (Miyato et al. 2018)")
+    loss: Literal["hinge", "non-saturating", "least-squares"] = option("hinge", help="the GAN loss")
+    adversarial_weight: float = option(0.01, min=0.0, help="weight of the generator's adversarial loss, per "
+                                       "element of x (the likelihood term is a sum over the elements)")
+    feature_matching_weight: float = option(0.1, min=0.0, help="weight of feature matching in the "
+                                            "discriminator's layers (Larsen et al.'s learned similarity), per element of x")
+    feature_distance: Literal["l1", "l2"] = option("l1", help="feature matching's distance")
+    likelihood_weight: float = option(1.0, min=0.0, max=1.0, help="weight of log p(x|z) in the generator's loss "
+                                      "during the phase (1 = all of it; 0 = replaced by feature matching, as Larsen "
+                                      "et al.); the logged ELBO is always the whole bound")
+    prior_samples: bool = option(True, help="the discriminator also sees decoded prior samples as fakes, and the "
+                                 "decoder learns to make them pass (Larsen et al.); false = reconstructions only (RAVE)")
+    freeze_encoder: bool = option(False, help="train only the decoder (and the prior) in the phase (RAVE's second phase)")
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = option("adam", help="the discriminator's optimiser")
+    lr: float = option(2e-4, gt=0.0, help="the discriminator's learning rate")
+    betas: list[float] = option([0.5, 0.9], min=0.0, max=1.0, help="the discriminator's Adam/AdamW betas")
+    grad_clip: float = option(0.0, min=0.0, help="clip the discriminator's gradient norm to this (0 = off)")
+
+    def check(self) -> None:
+        if len(self.betas) != 2:
+            raise ValueError(f"betas: expected two numbers, got {self.betas}")
+
+
+@dataclass
 class TrainConfig:
     epochs: int = option(10, min=1, help="passes over the training split")
     max_steps: int = option(0, min=0, help="stop after this many optimiser steps (0 = no cap)")
@@ -135,6 +172,7 @@ CORE_SECTIONS: dict[str, type] = {
     "prior": PriorConfig,
     "posterior": PosteriorConfig,
     "objective": ObjectiveConfig,
+    "adversarial": AdversarialConfig,
     "train": TrainConfig,
     "eval": EvalConfig,
 }
@@ -150,6 +188,7 @@ class Recipe:
     prior: PriorConfig
     posterior: PosteriorConfig
     objective: ObjectiveConfig
+    adversarial: AdversarialConfig
     train: TrainConfig
     eval: EvalConfig
     sections: dict[str, Any] = field(default_factory=dict)   # the modality's own sections
@@ -256,6 +295,7 @@ def parse_recipe(
 def combination_problems(sections: dict[str, Any], source: str) -> list[RecipeError]:
     """Choices that each parse but do not go together (prior, posterior, objective)."""
     prior, posterior, objective = sections["prior"], sections["posterior"], sections["objective"]
+    adversarial = sections["adversarial"]
     problems = []
     if objective.free_bits > 0 and (prior.kind != "standard" or posterior.kind != "diagonal"):
         problems.append(RecipeError(
@@ -268,6 +308,15 @@ def combination_problems(sections: dict[str, Any], source: str) -> list[RecipeEr
             source, "[objective] kind",
             f"'beta-tcvae' needs posterior.kind = 'diagonal': it evaluates every example's q(z|x) at every other "
             f"example's sample, which a {posterior.kind!r} posterior cannot; use kind = 'elbo' or 'iwae' with it"))
+    if adversarial.enabled and adversarial.likelihood_weight != 1.0 and objective.kind == "iwae":
+        problems.append(RecipeError(
+            source, "[adversarial] likelihood_weight",
+            f"{adversarial.likelihood_weight} needs an objective whose loss holds the likelihood as a term of its "
+            "own (elbo, beta-tcvae); the IWAE bound does not: set likelihood_weight = 1 or objective.kind = 'elbo'"))
+    if adversarial.enabled and adversarial.after_kl_warmup and objective.kl_schedule not in ("constant", "linear"):
+        problems.append(RecipeError(
+            source, "[adversarial] after_kl_warmup",
+            f"a {objective.kl_schedule!r} KL schedule has no end of warm-up; use start_step, or kl_schedule = 'linear'"))
     return problems
 
 

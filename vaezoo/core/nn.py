@@ -13,6 +13,8 @@
   and encoders and decoders built from ``stage_lengths(L, stages, kernel_size)`` mirror each
   other for any L.
 - ``mlp``: fully connected layers with an activation between them.
+- ``PatchDiscriminator``, ``MultiScaleDiscriminator``, ``build_discriminator``: the generic
+  discriminators of the adversarial stage (``vaezoo.core.discriminators``).
 
 The image and audio plugins build their conv networks from these blocks.
 """
@@ -25,12 +27,15 @@ from typing import Callable, ClassVar, Literal
 import torch
 from torch import nn
 
+from vaezoo.core.discriminators import MultiScaleDiscriminator, PatchDiscriminator, build_discriminator
+
 ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "silu": nn.SiLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh}
 Resample = Literal["none", "down", "up"]
 Size = tuple[int, int]
 
 __all__ = ["ACTIVATIONS", "Resample", "Size", "ConvSpec", "halved", "plane_sizes", "ConvBlock", "ResidualBlock",
-           "stage_lengths", "ConvBlock1d", "ResidualBlock1d", "mlp", "PseudoInputs"]
+           "stage_lengths", "ConvBlock1d", "ResidualBlock1d", "mlp", "PseudoInputs", "PatchDiscriminator",
+           "MultiScaleDiscriminator", "build_discriminator"]
 
 
 @dataclass(frozen=True)

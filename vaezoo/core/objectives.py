@@ -42,11 +42,14 @@ class ObjectiveOutput:
         bound: ``[N]`` the per-example objective actually optimised.
         kl_per_dim: ``[D]`` batch mean of the KL of each latent dimension (None without kl_terms).
         extra: further figures of the step (e.g. beta-TCVAE's terms), logged as they are.
+        likelihood: p(x|z) at the posterior sample(s) behind ``reconstruction`` (its first N
+            rows are the N examples'), or None; what an adversarial stage reads its fakes from.
     """
 
     def __init__(self, loss: torch.Tensor, reconstruction: torch.Tensor, kl: torch.Tensor | None = None, *,
                  kl_terms: torch.Tensor | None = None, beta: float = 1.0, bound: torch.Tensor | None = None,
-                 kl_per_dim: torch.Tensor | None = None, extra: dict[str, torch.Tensor] | None = None):
+                 kl_per_dim: torch.Tensor | None = None, extra: dict[str, torch.Tensor] | None = None,
+                 likelihood: Any = None):
         if kl is None and kl_terms is None:
             raise ValueError("an ObjectiveOutput needs kl or kl_terms")
         self.loss = loss
@@ -55,6 +58,7 @@ class ObjectiveOutput:
         self._kl = kl
         self._beta, self._bound, self._kl_per_dim = beta, bound, kl_per_dim
         self.extra = extra or {}
+        self.likelihood = likelihood
 
     @property
     def kl(self) -> torch.Tensor:
@@ -93,6 +97,7 @@ class ELBOTerms:
     kl: torch.Tensor              # [N] KL(q(z|x) || p(z)), closed form or estimated at the sample
     kl_per_dim: torch.Tensor | None = None  # [N, D] the closed-form KL of each dimension, when there is one
     z: torch.Tensor | None = None           # [N, D] the sample
+    likelihood: Any = None                  # p(x|z) at the sample
 
     @property
     def elbo(self) -> torch.Tensor:
@@ -107,8 +112,8 @@ def elbo_terms(vae: "VAE", batch: Batch) -> ELBOTerms:
     rec = out.likelihood.log_prob(batch["x"], batch.get("mask"))
     if out.log_q is None:
         kl_per_dim = out.posterior.kl_per_dim()
-        return ELBOTerms(out.posterior, rec, kl_per_dim.sum(-1), kl_per_dim, out.z)
-    return ELBOTerms(out.posterior, rec, out.log_q - vae.prior.log_prob(out.z), None, out.z)
+        return ELBOTerms(out.posterior, rec, kl_per_dim.sum(-1), kl_per_dim, out.z, out.likelihood)
+    return ELBOTerms(out.posterior, rec, out.log_q - vae.prior.log_prob(out.z), None, out.z, out.likelihood)
 
 
 def free_bits_kl(kl_per_dim: torch.Tensor, free_bits: float) -> torch.Tensor:
@@ -134,27 +139,32 @@ def elbo_objective(vae: "VAE", batch: Batch, *, beta: float = 1.0, free_bits: fl
                              "standard normal prior)")
         kl_term = terms.kl.mean()
         loss = -rec.mean() + (kl_term if beta == 1.0 else beta * kl_term)
-        return ObjectiveOutput(loss, rec, terms.kl, beta=beta)
+        return ObjectiveOutput(loss, rec, terms.kl, beta=beta, likelihood=terms.likelihood)
     mean_kl_per_dim = terms.kl_per_dim.mean(0)        # [D]: the loss's KL term, and the log's
     kl_term = _floored_sum(mean_kl_per_dim, free_bits)
     loss = -rec.mean() + (kl_term if beta == 1.0 else beta * kl_term)   # 1.0 * x is x: one op less per step
-    return ObjectiveOutput(loss, rec, kl_terms=terms.kl_per_dim, beta=beta, kl_per_dim=mean_kl_per_dim)
+    return ObjectiveOutput(loss, rec, kl_terms=terms.kl_per_dim, beta=beta, kl_per_dim=mean_kl_per_dim,
+                           likelihood=terms.likelihood)
 
 
 def log_importance_weights(
-    vae: "VAE", batch: Batch, k: int, *, posterior: Any = None, beta: float = 1.0
-) -> tuple[torch.Tensor, torch.Tensor]:
+    vae: "VAE", batch: Batch, k: int, *, posterior: Any = None, beta: float = 1.0, with_likelihood: bool = False
+) -> tuple[torch.Tensor, ...]:
     """log w = log p(x|z) + beta * (log p(z) - log q(z|x)) for ``k`` posterior samples, with
     log p(z) of the VAE's prior and log q(z|x) of its posterior (the flow's, for an IAF).
 
-    Returns ``(log_w, log_px)``, each ``[k, N]``. Decodes all ``k * N`` latents in one call.
+    Returns ``(log_w, log_px)``, each ``[k, N]`` (and p(x|z) of the ``k * N`` latents, sample
+    by sample, when ``with_likelihood``). Decodes all ``k * N`` latents in one call.
     """
     q = posterior if posterior is not None else vae.encode(batch)
     z, log_q = q.rsample_with_log_prob((k,))              # [k, N, D], [k, N]
     n = z.shape[1]
     repeated = repeat_batch(batch, k)
-    log_px = vae.decode(z.reshape(k * n, -1)).log_prob(repeated["x"], repeated.get("mask")).view(k, n)
+    px = vae.decode(z.reshape(k * n, -1))
+    log_px = px.log_prob(repeated["x"], repeated.get("mask")).view(k, n)
     log_ratio = vae.prior.log_prob(z) - log_q
+    if with_likelihood:
+        return log_px + beta * log_ratio, log_px, px
     return log_px + beta * log_ratio, log_px
 
 
@@ -165,13 +175,13 @@ def iwae_objective(vae: "VAE", batch: Batch, *, k: int = 5, beta: float = 1.0) -
     beta-ELBO at k = 1.
     """
     q = vae.encode(batch)
-    log_w, log_px = log_importance_weights(vae, batch, k, posterior=q, beta=beta)
+    log_w, log_px, px = log_importance_weights(vae, batch, k, posterior=q, beta=beta, with_likelihood=True)
     bound = torch.logsumexp(log_w, 0) - math.log(k)
     if vae.closed_form_kl:
-        return ObjectiveOutput(-bound.mean(), log_px[0], kl_terms=q.kl_per_dim(), beta=beta, bound=bound)
+        return ObjectiveOutput(-bound.mean(), log_px[0], kl_terms=q.kl_per_dim(), beta=beta, bound=bound, likelihood=px)
     with torch.no_grad():   # the KL for the log: the first sample's estimate (log w = log p(x|z) - KL there)
         kl = (log_px[0] - log_w[0]) / beta if beta else torch.zeros_like(log_px[0])
-    return ObjectiveOutput(-bound.mean(), log_px[0], kl, beta=beta, bound=bound)
+    return ObjectiveOutput(-bound.mean(), log_px[0], kl, beta=beta, bound=bound, likelihood=px)
 
 
 # -- objectives as modules, by name --------------------------------------------------------------
@@ -184,7 +194,12 @@ class Objective(nn.Module):
     ``[objective]`` section (any object with the attributes they read) and ``dataset_size``
     the number of training examples (for estimators that weight a minibatch by it), and
     implement ``forward``.
+
+    ``separable_reconstruction`` says that ``loss`` is ``-mean log p(x|z)`` plus terms without
+    it, so a stage may reweigh the likelihood term (the adversarial stage's ``likelihood_weight``).
     """
+
+    separable_reconstruction: bool = False
 
     def __init__(self, vae: "VAE", options: Any = None, *, dataset_size: int | None = None):
         super().__init__()
@@ -218,6 +233,8 @@ def build_objective(kind: str, vae: "VAE", options: Any = None, *, dataset_size:
 @register_objective("elbo")
 class ELBO(Objective):
     """The beta-ELBO with free bits (``options.free_bits``, 0 when not given)."""
+
+    separable_reconstruction = True
 
     def __init__(self, vae: "VAE", options: Any = None, *, dataset_size: int | None = None):
         super().__init__(vae, options)
@@ -284,6 +301,8 @@ class BetaTCVAE(Objective):
     diagonal posterior (it evaluates every example's q(z|x) at every other's sample); works
     with any prior (the last term uses the joint log p(z))."""
 
+    separable_reconstruction = True
+
     def __init__(self, vae: "VAE", options: Any = None, *, dataset_size: int | None = None):
         super().__init__(vae, options)
         if not dataset_size:
@@ -304,4 +323,4 @@ class BetaTCVAE(Objective):
         extra = {"mi": parts.mutual_information.mean(), "tc": parts.total_correlation.mean(),
                  "dimension_wise_kl": parts.dimension_wise_kl.mean()}
         return ObjectiveOutput(-(rec - penalty).mean(), rec, kl.detach(), beta=beta, bound=(rec - penalty).detach(),
-                               extra=extra)
+                               extra=extra, likelihood=out.likelihood)

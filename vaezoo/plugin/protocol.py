@@ -48,9 +48,9 @@ class ApiVersion(NamedTuple):
 #: batches that collate receives, the extra_metrics contract (the exact evaluated examples)
 #: and public helpers (derive_seed, atomic_path, write_json, save_png_grid, open_run ...);
 #: 1.2 added pseudo_inputs (for the VampPrior) and an encoder's optional third output, its
-#: context vector (for an IAF posterior). docs/plugins.md has the table and the rule for
-#: plugin authors.
-PLUGIN_API_VERSION = ApiVersion(1, 2)
+#: context vector (for an IAF posterior); 1.3 added build_discriminator (the adversarial
+#: stage). docs/plugins.md has the table and the rule for plugin authors.
+PLUGIN_API_VERSION = ApiVersion(1, 3)
 SPLITS = ("train", "validation", "test")
 #: the members a modality must define itself (abstract here); discovery reports the others missing
 REQUIRED_MEMBERS = ("name", "api_version", "sections", "dataset", "build_encoder", "build_decoder")
@@ -156,6 +156,16 @@ class Modality(abc.ABC):
         range (e.g. images: a sigmoid of free parameters). None (the default) means the modality
         has none (discrete inputs such as tokens), and recipes with ``prior.kind = "vamp"`` are
         refused with that reason."""
+        return None
+
+    def build_discriminator(self, options: Any) -> "nn.Module | None":
+        """(API 1.3) Optional: the plugin's own discriminator for an ``[adversarial]`` recipe
+        (``options`` is that section). It reads ``batch["x"]`` (and the decoder's mean, of the
+        same shape) and returns ``list[list[Tensor]]``: per scale, its feature maps and, last,
+        its logits (see ``vaezoo.core.discriminators``). None (the default) takes the core's
+        generic discriminator when x is image-like (``[N, C, H, W]`` or ``[N, H, W]``, floats)
+        and refuses the recipe with the reason otherwise; raise ``ValueError`` to refuse it
+        with your own reason."""
         return None
 
     # -- data -------------------------------------------------------------------------------

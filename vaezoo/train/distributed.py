@@ -39,6 +39,20 @@ class DistContext:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return bool(t.item() > 0)
 
+    def average_gradients(self, parameters) -> None:
+        """Average the gradients of ``parameters`` over the ranks (one all-reduce): for a
+        network that DDP does not wrap, such as a hook's discriminator."""
+        grads = [p.grad for p in parameters if p.grad is not None]
+        if not self.enabled or not grads:
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= self.world_size
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset:offset + g.numel()].view_as(g))
+            offset += g.numel()
+
     def close(self) -> None:
         if self.enabled and dist.is_initialized():
             dist.destroy_process_group()

@@ -53,6 +53,7 @@ from vaezoo.train.checkpoints import (
 from vaezoo.train.distributed import DistContext, init_distributed
 from vaezoo.train.evaluation import evaluate_split
 from vaezoo.train.hooks import AggressiveEncoder, Checkpointing, Hook, ProgressBar, StepCallback, TrainMetrics, Validation
+from vaezoo.train.hooks.adversarial import AdversarialStage
 from vaezoo.train.hooks.base import EVENTS, overrides
 from vaezoo.train.metrics import MetricsLog
 from vaezoo.train.optim import make_optimizer
@@ -128,7 +129,8 @@ class Trainer:
     device: torch.device
     modality: "Modality"
     vae: VAE
-    model: torch.nn.Module        # the objective around the VAE, DDP-wrapped when distributed
+    objective: torch.nn.Module    # the objective around the VAE (a hook's on_setup may wrap it)
+    model: torch.nn.Module        # the objective, DDP-wrapped when distributed
     optimizer: torch.optim.Optimizer
     train_set: Any                # map-style datasets of the modality
     val_set: Any
@@ -155,7 +157,8 @@ class Trainer:
         self.progress_bar = progress_bar
         self.echo = echo
         self.validation = Validation()
-        self.hooks: list[Hook] = [AggressiveEncoder(), *hooks, TrainMetrics(),
+        adversarial = [AdversarialStage(recipe.adversarial)] if recipe.adversarial.enabled else []
+        self.hooks: list[Hook] = [AggressiveEncoder(), *adversarial, *hooks, TrainMetrics(),
                                   *([StepCallback(on_step)] if on_step is not None else []),
                                   ProgressBar(progress_bar), self.validation, Checkpointing()]
         names = [hook.name for hook in self.hooks]
@@ -182,8 +185,12 @@ class Trainer:
         """End the run normally after this step: last validation, checkpoint, evaluation."""
         self.stopped_early = True
 
+    def autocast(self):
+        """bfloat16 autocast when the recipe asks for it (``train.bf16``), else nothing."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.cfg.bf16 else nullcontext()
+
     def forward(self, batch: Batch, beta: float) -> ObjectiveOutput:
-        with torch.autocast(self.device.type, dtype=torch.bfloat16) if self.cfg.bf16 else nullcontext():
+        with self.autocast():
             return self.model(batch, beta=beta)
 
     def clip_gradients(self, parameters: Iterable[torch.Tensor]) -> float | None:
@@ -352,8 +359,9 @@ class Trainer:
         self.train_set = modality.dataset("train")
         self.val_set = modality.dataset("validation")
         self.optimizer = make_optimizer(vae.parameters(), cfg)
-        objective = build_objective(recipe.objective.kind, vae, recipe.objective, dataset_size=len(self.train_set))
-        self.model = DistributedDataParallel(objective) if ctx.enabled else objective
+        self.objective = build_objective(recipe.objective.kind, vae, recipe.objective, dataset_size=len(self.train_set))
+        self._call("on_setup")   # hooks build their networks (and may wrap the objective) before a resume loads them
+        self.model = DistributedDataParallel(self.objective) if ctx.enabled else self.objective
         self.batches_per_epoch = self._sampler(0, 0).total()
         steps_per_epoch = -(-self.batches_per_epoch // cfg.grad_accum)
         total_steps = steps_per_epoch * cfg.epochs

@@ -4,6 +4,11 @@ A hook is a piece of training behaviour that the loop (``vaezoo.train.trainer.Tr
 calls at fixed points. Subclass ``Hook`` and override the methods you need; the loop calls
 each method on every hook, in the order of the trainer's hook list:
 
+    on_setup(trainer)                      once, when the VAE, its optimiser and the objective
+                                           are built, before a resume loads the hooks' state
+                                           and before DDP wraps the objective: build your
+                                           networks and optimisers here; you may wrap
+                                           ``trainer.objective`` (an ``Objective`` module)
     on_fit_start(trainer)                  once, after set-up; after a resume, the hooks'
                                            states are loaded first
     on_epoch_start(trainer)                before the first step of an epoch (a resumed one too)
@@ -31,8 +36,8 @@ each method on every hook, in the order of the trainer's hook list:
                                            same atomic unit as the model.
 
 ``trainer`` gives hooks what they need: ``recipe``, ``cfg`` (the ``[train]`` section),
-``run_dir``, ``device``, ``ctx`` (ranks), ``modality``, ``vae``, ``model`` (the objective,
-DDP-wrapped when distributed), ``optimizer``, ``state`` (step, epoch, batch_in_epoch),
+``run_dir``, ``device``, ``ctx`` (ranks), ``modality``, ``vae``, ``objective``, ``model`` (the
+objective, DDP-wrapped when distributed), ``optimizer``, ``train_set``, ``autocast()``, ``state`` (step, epoch, batch_in_epoch),
 ``log`` (metrics.jsonl), ``echo``, ``forward(batch, beta)``, ``validate_now()``,
 ``stop_early(reason)``, ``request_stop()`` and ``hook(name)``.
 """
@@ -45,13 +50,16 @@ if TYPE_CHECKING:
     from vaezoo.core.estimators import EvalResult
     from vaezoo.train.trainer import Trainer
 
-EVENTS = ("on_fit_start", "on_epoch_start", "before_step", "after_backward", "after_step", "on_validation",
+EVENTS = ("on_setup", "on_fit_start", "on_epoch_start", "before_step", "after_backward", "after_step", "on_validation",
           "on_epoch_end", "on_train_end", "on_fit_end")
 
 
 class Hook:
     #: the key of this hook's state in a checkpoint; unique among a trainer's hooks
     name: str = ""
+
+    def on_setup(self, trainer: "Trainer") -> None:
+        pass
 
     def on_fit_start(self, trainer: "Trainer") -> None:
         pass

@@ -37,9 +37,11 @@ class TrainMetrics(Hook):
         self._mark = (now, excluded)
         self.epoch_batches += record["batches"]
         w = self.window
+        counts = w.setdefault("counts", {})   # per key: a hook's numbers may start mid-window
         for key, value in record.items():
             if key not in NOT_AVERAGED and isinstance(value, (int, float)) and not isinstance(value, bool):
                 w[key] = w.get(key, 0.0) + value
+                counts[key] = counts.get(key, 0) + 1
         w["n"] = w.get("n", 0) + 1
         if record["grad_norm"] is not None:
             w["grad_norm_sum"] = w.get("grad_norm_sum", 0.0) + record["grad_norm"]
@@ -54,12 +56,13 @@ class TrainMetrics(Hook):
         if not w.get("n"):
             return
         n = w.pop("n")
+        counts = w.pop("counts", {})   # absent in older checkpoints: every key then counts n
         out = {"split": "train", "step": trainer.state.step, "epoch": trainer.state.epoch, "lr": w.pop("lr"),
                "beta": w.pop("beta")}
         if w.get("grad_norm_n"):
             out["grad_norm"] = w.pop("grad_norm_sum") / w.pop("grad_norm_n")
         w.pop("grad_norm_sum", None), w.pop("grad_norm_n", None)
-        out.update({k: v / n for k, v in w.items()})
+        out.update({k: v / counts.get(k, n) for k, v in w.items()})
         trainer.log.write(out)
         self.window = {}
 

@@ -14,7 +14,11 @@ class Validation(Hook):
     """Validates every ``eval_every`` steps (or at each epoch's end when 0) and at the last
     step, once; keeps ``best.safetensors`` at the lowest validation -ELBO; stops the run
     after ``early_stopping_patience`` validations without improvement. Every hook's
-    ``on_validation`` sees the result and may ask to stop too."""
+    ``on_validation`` sees the result and may ask to stop too.
+
+    A hook that trains for something other than the ELBO (the adversarial phase) sets
+    ``selects_best = False``: every validation then keeps its weights as best.safetensors
+    and none counts against early stopping."""
 
     name = "validation"
 
@@ -23,6 +27,7 @@ class Validation(Hook):
         self.best_step = -1
         self.bad_validations = 0       # validations since the last improvement
         self.last_step = -1            # the step validated last, so no step is validated twice
+        self.selects_best = True       # False: keep the latest weights (set by hooks, not saved)
 
     def after_step(self, trainer, record: dict) -> None:
         every = trainer.cfg.eval_every
@@ -48,7 +53,7 @@ class Validation(Hook):
                            "elbo": result.elbo, "reconstruction": result.reconstruction, "kl": result.kl,
                            "active_units": result.active_units, "mutual_information": result.mutual_information})
         self.last_step = state.step
-        improved = loss < self.best_loss - cfg.early_stopping_min_delta
+        improved = loss < self.best_loss - cfg.early_stopping_min_delta or not self.selects_best
         if improved:
             self.best_loss, self.best_step, self.bad_validations = loss, state.step, 0
             if trainer.ctx.is_main:
@@ -56,7 +61,7 @@ class Validation(Hook):
         else:
             self.bad_validations += 1
         trainer.echo(f"step {state.step} epoch {state.epoch + 1}: validation -ELBO {loss:.4f} (KL {result.kl:.3f}, "
-                     f"AU {result.active_units}, MI {result.mutual_information:.3f})" + (" *best*" if improved else ""))
+                     f"AU {result.active_units}, MI {result.mutual_information:.3f})" + (" *best*" if improved and self.selects_best else " *kept*" if improved else ""))
         if result.active_units == 0 and trainer.modality.uses_latent:
             trainer.echo("warning: no active latent units (posterior collapse); consider KL annealing or free bits")
         stop = any([hook.on_validation(trainer, result) for hook in trainer.hooks if hook is not self])
