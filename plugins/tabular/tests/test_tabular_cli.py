@@ -238,3 +238,15 @@ def test_an_iaf_posterior_and_a_mixture_prior_train_and_impute(tmp_path):
     result = CliRunner().invoke(main, ["train", str(recipe), "--run-dir", str(tmp_path / "vamp"), *FAST,
                                        "--set", "prior.kind=vamp"])
     assert result.exit_code == 2 and "'vamp' needs pseudo-inputs" in result.output
+
+
+def test_the_adversarial_stage_is_refused_with_one_line(tmp_path):
+    """Rows of mixed columns are not image-like: the generic discriminators do not apply."""
+    table = write_csv(tmp_path / "table.csv")
+    recipe = write_recipe(tmp_path / "r.toml", {"path": "table.csv", "categorical": ["grade"], "drop": ["id"]},
+                          adversarial={"enabled": True})
+    result = CliRunner().invoke(main, ["train", str(recipe), "--run-dir", str(tmp_path / "gan"), *FAST])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "the tabular modality's inputs x are float32 tensors of shape [N," in errors[0]
+    assert table.exists() and not (tmp_path / "gan").exists()

@@ -131,3 +131,15 @@ def test_a_mixture_prior_trains_and_the_vampprior_is_refused(tmp_path):
     result = cli("train", recipe, "--run-dir", tmp_path / "vamp", "--set", "prior.kind=vamp", *quick)
     assert result.exit_code == 2 and "[prior] kind: 'vamp' needs pseudo-inputs" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "vamp").exists()
+
+
+def test_the_adversarial_stage_is_refused_with_one_line(tmp_path):
+    """Token ids are discrete: no discriminator can take gradients through them."""
+    corpus = write_corpus(tmp_path / "sentences.txt", 40)
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(recipe_text(corpus))
+    result = cli("train", recipe, "--run-dir", tmp_path / "gan", "--set", "adversarial.enabled=true", "--no-progress")
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "[adversarial] enabled: the text modality's inputs x are int64 tensors" in errors[0]
+    assert "Traceback" not in result.output and not (tmp_path / "gan").exists()
