@@ -19,9 +19,9 @@ seed and budget (epochs, training images), and scores them with the same estimat
   in nats per image, not a likelihood of binary images (fashion-mnist-conv's is).
   Sample quality "FID-FMNIST": the Frechet distance between Gaussians fitted to features of
   10,000 test images and of 10,000 decoded samples (the decoder's mean image), the
-  features being the 128-unit penultimate layer of a small CNN classifier that this script
-  trains once on the 60,000 Fashion-MNIST training images and caches in
-  benchmarks/.cache/ (safetensors). The matrix square root comes from two symmetric
+  features being the 128-unit penultimate layer of a small CNN classifier that
+  benchmarks/fid_fmnist.py trains once on the 60,000 Fashion-MNIST training images and caches
+  in benchmarks/.cache/ (safetensors). The matrix square root comes from two symmetric
   eigen-decompositions: Tr sqrt(S1 S2) = Tr sqrt(S1^1/2 S2 S1^1/2). For each model:
   fid_prior (z from the model's prior: N(0, I), the mixture, the VampPrior), fid_gmm (z from
   the GMM sampler, `vaezoo sample --sampler gmm`'s mixture: 10 full-covariance components
@@ -65,13 +65,13 @@ import time
 from datetime import date
 from pathlib import Path
 
-import numpy as np
 import torch
-from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fid_fmnist import (CACHE, FMNISTNet, decoded_means, feature_network, features,  # noqa: E402
+                        frechet_distance, gaussian_stats, prior_samples, reconstructions, references)
 
 ROOT = Path(__file__).resolve().parent.parent
-FMNIST = Path("/usr/share/datasets/fashion-mnist")
-CACHE = ROOT / "benchmarks" / ".cache"
 RESULTS = ROOT / "benchmarks" / "results" / "model_family.jsonl"
 ROWS = ("fmnist-mlp", "fmnist-conv", "shapes", "text")
 IMAGE_VARIANTS = ("standard", "mog", "vamp", "iaf", "vamp+iaf")
@@ -81,111 +81,10 @@ SHAPES_VARIANTS = {   # name: [objective] overrides
     "beta-tcvae": ['objective.kind="beta-tcvae"', "objective.beta=6.0"],
 }
 TEXT_VARIANTS = ("standard", "standard-fb0", "mog")
-CLASSIFIER_VERSION = "1"   # bump when FMNISTNet or its training changes: the cache is retrained
 
 
 def log(message: str) -> None:
     print(f"[model_family {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-# -- the feature network of FID-FMNIST ------------------------------------------------------------
-
-
-class FMNISTNet(nn.Module):
-    """conv 32 - pool - conv 64 - pool - fc 128 - fc 10 on [0, 1] images; ``features`` is the
-    128-unit layer (after its ReLU), the space of the Frechet distance."""
-
-    def __init__(self):
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(),
-        )
-        self.head = nn.Linear(128, 10)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body((x - 0.5) / 0.5)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
-
-
-def fmnist_arrays(prefix: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images [N, 1, 28, 28] in [0, 1] (float32) and labels [N] of the train or t10k file."""
-    from vaezoo_image.data import find_idx, read_idx
-
-    images = torch.from_numpy(read_idx(find_idx(FMNIST, prefix, "images-idx3"))).unsqueeze(1).float().div_(255)
-    labels = torch.from_numpy(read_idx(find_idx(FMNIST, prefix, "labels-idx1")).astype(np.int64))
-    return images, labels
-
-
-@torch.no_grad()
-def accuracy(net: FMNISTNet, images: torch.Tensor, labels: torch.Tensor) -> float:
-    net.eval()
-    hits = sum(int((net(images[i:i + 1000]).argmax(1) == labels[i:i + 1000]).sum()) for i in range(0, len(images), 1000))
-    return hits / len(images)
-
-
-def feature_network(epochs: int, seed: int) -> tuple[FMNISTNet, dict]:
-    """The cached classifier, or a new one trained on the 60,000 training images (Adam 1e-3,
-    batch 128) and saved to benchmarks/.cache/ with its test accuracy in the metadata."""
-    from safetensors.torch import load_file, save_file
-    from safetensors import safe_open
-
-    path = CACHE / f"fmnist-classifier-v{CLASSIFIER_VERSION}-e{epochs}-s{seed}.safetensors"
-    net = FMNISTNet()
-    if path.exists():
-        with safe_open(str(path), framework="pt") as f:
-            meta = dict(f.metadata() or {})
-        net.load_state_dict(load_file(str(path)))
-        log(f"feature network from {path.relative_to(ROOT)} (test accuracy {meta['test_accuracy']})")
-        return net.eval(), {**meta, "cached": True}
-    log(f"training the feature network ({epochs} epochs on the 60,000 training images)")
-    torch.manual_seed(seed)
-    images, labels = fmnist_arrays("train")
-    test_images, test_labels = fmnist_arrays("t10k")
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
-    g = torch.Generator().manual_seed(seed)
-    started = time.perf_counter()
-    for epoch in range(epochs):
-        net.train()
-        order = torch.randperm(len(images), generator=g)
-        for i in range(0, len(images), 128):
-            idx = order[i:i + 128]
-            loss = nn.functional.cross_entropy(net(images[idx]), labels[idx])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        log(f"feature network epoch {epoch + 1}: test accuracy {accuracy(net, test_images, test_labels):.4f}")
-    meta = {"version": CLASSIFIER_VERSION, "epochs": str(epochs), "seed": str(seed),
-            "train_images": str(len(images)), "test_accuracy": f"{accuracy(net, test_images, test_labels):.4f}",
-            "train_seconds": f"{time.perf_counter() - started:.1f}", "features": "128 (penultimate, after ReLU)"}
-    CACHE.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp), metadata=meta)
-    os.replace(tmp, path)
-    return net.eval(), {**meta, "cached": False}
-
-
-@torch.no_grad()
-def features(net: FMNISTNet, images: torch.Tensor) -> np.ndarray:
-    return torch.cat([net.features(images[i:i + 1000].float()) for i in range(0, len(images), 1000)]).double().numpy()
-
-
-def gaussian_stats(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return feats.mean(0), np.cov(feats, rowvar=False)
-
-
-def frechet_distance(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> float:
-    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2), the trace of the root as the sum of
-    the square roots of the eigenvalues of S_a^1/2 S_b S_a^1/2 (symmetric, PSD)."""
-    (mu_a, s_a), (mu_b, s_b) = a, b
-    w, v = np.linalg.eigh(s_a)
-    root_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
-    middle = root_a @ s_b @ root_a
-    trace_root = np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0, None)).sum()
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(s_a) + np.trace(s_b) - 2 * trace_root)
 
 
 # -- runs ---------------------------------------------------------------------------------------------
@@ -261,35 +160,6 @@ def fmnist_budget(row: str, args: argparse.Namespace) -> tuple[Path, list[str], 
         overrides += [f"objective.kl_warmup_steps={max(1, steps // 3)}", f"train.warmup_steps={steps // 20}",
                       "train.early_stopping_patience=0"]
     return recipe, overrides, k, n
-
-
-@torch.no_grad()
-def decoded_means(vae, z: torch.Tensor, batch: int = 500) -> torch.Tensor:
-    p = next(vae.parameters())
-    return torch.cat([vae.decode(z[i:i + batch].to(p.device, p.dtype)).mean.float().cpu()
-                      for i in range(0, len(z), batch)])
-
-
-@torch.no_grad()
-def prior_samples(vae, n: int, seed: int, batch: int = 500) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for i in range(0, n, batch):
-        _, px = vae.sample(min(batch, n - i), generator=g)
-        out.append(px.mean.float().cpu())
-    return torch.cat(out)
-
-
-@torch.no_grad()
-def reconstructions(run, n: int) -> torch.Tensor:
-    from vaezoo.core.batches import to_device
-    from vaezoo.core.data import split_batches
-
-    out = []
-    for batch in split_batches(run.modality, "test", 500, n):
-        _, px = run.vae.reconstruct(to_device(batch, run.device))
-        out.append(px.mean.float().cpu())
-    return torch.cat(out)
 
 
 def fmnist_row(row: str, args: argparse.Namespace, net: FMNISTNet, reference, emit) -> list[dict]:
@@ -548,14 +418,11 @@ def main() -> None:
 def run_rows(args: argparse.Namespace, extra: dict, emit) -> None:
     fmnist_rows = [row for row in args.rows if row.startswith("fmnist")]
     if fmnist_rows:
-        net, meta = feature_network(args.classifier_epochs, args.seed)
-        test_images, _ = fmnist_arrays("t10k")
-        train_images, _ = fmnist_arrays("train")
-        reference = gaussian_stats(features(net, test_images[:args.fid_examples]))
-        pick = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(args.seed))[:args.fid_examples]
+        net, meta = feature_network(args.classifier_epochs, args.seed, echo=log)
+        reference, train_vs_test = references(net, args.fid_examples, args.seed)
         extra["fid_classifier"] = {"test_accuracy": float(meta["test_accuracy"]), "epochs": int(meta["epochs"]),
                                    "train_seconds": float(meta["train_seconds"]), "cached": meta["cached"]}
-        extra["fid_train_vs_test"] = round(frechet_distance(gaussian_stats(features(net, train_images[pick])), reference), 3)
+        extra["fid_train_vs_test"] = round(train_vs_test, 3)
         extra["fid_examples"] = args.fid_examples
         log(f"FID-FMNIST of {args.fid_examples} training images against the test images: {extra['fid_train_vs_test']:.3f}")
         for row in fmnist_rows:
