@@ -71,3 +71,10 @@ class NeedsExampleRecipe(TinyVectors):
     """Takes the example recipe's values, proving it reaches the check."""
 
     example_recipe = {"latent": {"dim": 3}, "data": {"dim": 5, "n": 16}}
+
+
+class TensorDiscriminator(TinyVectors):
+    """(API 1.3) Its own discriminator returns a bare tensor, not a list of scales."""
+
+    def build_discriminator(self, options):
+        return nn.Linear(8, 1)

@@ -43,6 +43,8 @@ def test_check_uses_example_recipe_and_set_overrides():
         ("BatchSizeBound", "IWAE (k=2): RuntimeError: expected 4 latent rows, got 8"),
         ("NoDataAvailable", "example_batch: FileNotFoundError: /data/vectors.csv"),
         ("NotAModule", "build_encoder: returned function, not a torch.nn.Module"),
+        ("TensorDiscriminator", "discriminator: returned Tensor; a discriminator returns a list with one list per "
+                                "scale of tensors: its feature maps, then its logits (see vaezoo.core.discriminators)"),
     ],
 )
 def test_check_names_the_broken_stage_in_one_line(target, line):

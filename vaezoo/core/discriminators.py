@@ -19,7 +19,7 @@ multi-scale discriminators.
 from __future__ import annotations
 
 import math
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import torch
 from torch import nn
@@ -110,3 +110,23 @@ def build_discriminator(kind: DiscriminatorKind, shape: Sequence[int], *, channe
                                        layers=[_layers_for(height, w, layers) for w in widths],
                                        spectral_norm=spectral_norm)
     raise ValueError(f"unknown discriminator {kind!r}; known: patch, multiscale")
+
+
+def verdicts_problem(out: Any) -> str | None:
+    """Why ``out`` is not a discriminator's output (``list[list[Tensor]]``, logits last), or None."""
+    ok = (isinstance(out, (list, tuple)) and len(out) > 0
+          and all(isinstance(scale, (list, tuple)) and len(scale) > 0 and all(isinstance(t, torch.Tensor) for t in scale)
+                  for scale in out))
+    if ok:
+        return None
+    return (f"returned {type(out).__name__}; a discriminator returns a list with one list per scale of tensors: "
+            "its feature maps, then its logits (see vaezoo.core.discriminators)")
+
+
+def check_verdicts(out: Any, who: str) -> None:
+    """``PluginError`` naming ``who`` when ``out`` is not a discriminator's output."""
+    from vaezoo.core.errors import PluginError
+
+    problem = verdicts_problem(out)
+    if problem is not None:
+        raise PluginError(f"{who} {problem}")

@@ -23,10 +23,11 @@ import torch
 from torch import nn
 
 from vaezoo.core.batches import Batch
+from vaezoo.core.discriminators import verdicts_problem
 from vaezoo.core.errors import VaezooError
 from vaezoo.core.model import VAE, make_vae
 from vaezoo.core.objectives import elbo_objective, log_importance_weights
-from vaezoo.plugin.protocol import ApiVersion
+from vaezoo.plugin.protocol import ApiVersion, Modality
 from vaezoo.plugin.registry import get_modality, plugin_info
 from vaezoo.config.recipe import Recipe, apply_overrides
 from vaezoo.plugin.recipes import build_recipe
@@ -216,4 +217,18 @@ def check_plugin(name: str, overrides: Sequence[str] = (), *, batch_size: int = 
         _check_encoder(vae, batch, n, stages)
         _check_decoder(vae, batch, n, stages)
         report.loss, report.elbo = _check_training_step(vae, batch, stages)
+        if type(modality).build_discriminator is not Modality.build_discriminator:
+            _check_discriminator(modality, recipe, batch, stages)
     return report
+
+
+def _check_discriminator(modality: Modality, recipe, batch: Batch, stages: _Stages) -> None:
+    """(API 1.3) A plugin's own discriminator, with the recipe's [adversarial] options, on x."""
+    discriminator = stages.run("build_discriminator", modality.build_discriminator, recipe.adversarial)
+    if discriminator is None:
+        return
+    _expect(isinstance(discriminator, nn.Module), stages, "build_discriminator",
+            f"returned {type(discriminator).__name__}, not a torch.nn.Module")
+    out = stages.run("discriminator", discriminator, batch["x"])
+    problem = verdicts_problem(out)
+    _expect(problem is None, stages, "discriminator", problem or "")

@@ -32,7 +32,7 @@ from torch import nn
 
 from vaezoo.core.adversarial import AdversarialObjective, discriminator_loss, mean_logit
 from vaezoo.core.data import first_examples
-from vaezoo.core.discriminators import build_discriminator
+from vaezoo.core.discriminators import build_discriminator, check_verdicts
 from vaezoo.core.errors import PluginError, RecipeError
 from vaezoo.core.seeds import derive_seed
 from vaezoo.train.hooks.base import Hook
@@ -46,16 +46,6 @@ def adversarial_start(recipe) -> int:
     if o.after_kl_warmup and recipe.objective.kl_schedule == "linear":
         return max(o.start_step, recipe.objective.kl_warmup_steps)
     return o.start_step
-
-
-def check_verdicts(out: Any, who: str) -> None:
-    """A discriminator's output must be ``list[list[Tensor]]`` with logits last; ``PluginError`` says what it was."""
-    ok = (isinstance(out, (list, tuple)) and out
-          and all(isinstance(scale, (list, tuple)) and scale and all(isinstance(t, torch.Tensor) for t in scale)
-                  for scale in out))
-    if not ok:
-        raise PluginError(f"{who} returned {type(out).__name__}; a discriminator returns a list with one list per "
-                          "scale of tensors: its feature maps, then its logits (see vaezoo.core.discriminators)")
 
 
 class AdversarialStage(Hook):
