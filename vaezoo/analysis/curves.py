@@ -20,7 +20,7 @@ Panel = tuple[tuple[str, ...], str, tuple[str, ...]]
 #: (metrics keys, panel title, splits drawn), three panels a row. A panel of one key has a
 #: line per split; a panel of several keys has a line per key, labelled by LABELS.
 PANELS: list[Panel] = [
-    (("loss",), "-ELBO (loss)", ("train", "validation")),
+    (("loss",), "loss (train: as minimised; validation: -ELBO)", ("train", "validation")),
     (("reconstruction",), "reconstruction log p(x|z)", ("train", "validation")),
     (("kl",), "KL(q(z|x) || p(z))", ("train", "validation")),
     (("beta",), "beta (KL weight)", ("train",)),

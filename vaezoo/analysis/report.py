@@ -142,7 +142,8 @@ def training_rows(records: list[dict]) -> list[tuple[str, str]]:
     rows = []
     if train:
         rows += [("optimiser steps", str(train[-1]["step"])), ("epochs", str(len({r["epoch"] for r in timing}))),
-                 ("last training -ELBO", f"{train[-1]['loss']:.4f}")]
+                 # -ELBO, not the loss: under a KL schedule or an adversarial stage they differ
+                 ("last training -ELBO", f"{-train[-1].get('elbo', -train[-1]['loss']):.4f}")]
     if validation:
         best = min(validation, key=lambda r: r["loss"])
         rows += [("best validation -ELBO", f"{best['loss']:.4f} (step {best['step']})")]
