@@ -95,7 +95,7 @@ class AdversarialConfig:
     scales: int = option(3, min=1, help="multiscale: discriminators, each on a 2x coarser last axis")
     spectral_norm: bool = option(True, help="spectral norm on every discriminator convolution (Miyato et al. 2018)")
     loss: Literal["hinge", "non-saturating", "least-squares"] = option("hinge", help="the GAN loss")
-    adversarial_weight: float = option(0.05, min=0.0, help="weight of the generator's adversarial loss, per "
+    adversarial_weight: float = option(0.01, min=0.0, help="weight of the generator's adversarial loss, per "
                                        "element of x (the likelihood term is a sum over the elements)")
     feature_matching_weight: float = option(0.1, min=0.0, help="weight of feature matching in the "
                                             "discriminator's layers (Larsen et al.'s learned similarity), per element of x")
