@@ -130,7 +130,7 @@ class AdversarialObjective(Objective):
         if out.likelihood is None:
             raise ValueError(f"{type(self.inner).__name__} returns no likelihood: the adversarial stage needs p(x|z)")
         n = x.shape[0]
-        fake = out.likelihood.mean[:n]    # IWAE decodes k samples per example: the first k-slice is the first sample's
+        fake = out.likelihood.mean[:n]    # IWAE decodes k samples per example; its first N rows are the first sample
         mask = batch.get("mask")
         real = x if mask is None else torch.where(mask.bool(), x, fake.detach())
         fakes = [fake]
