@@ -351,3 +351,14 @@ def test_the_discriminator_does_not_change_the_vae_of_a_plain_run(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert records(plain) == records(late)
 
+
+
+@pytest.mark.parametrize("overrides", [['objective.kind="iwae"'], ['objective.kind="beta-tcvae"', "adversarial.likelihood_weight=0.5"],
+                                       ['prior.kind="mog"', 'posterior.kind="iaf"'], ['prior.kind="vamp"', "prior.components=3"]],
+                         ids=["iwae", "beta-tcvae", "mog+iaf", "vamp"])
+def test_the_stage_combines_with_every_objective_prior_and_posterior(tmp_path, overrides):
+    run = tmp_path / "run"
+    Trainer(gan_recipe(tmp_path, "train.epochs=1", *overrides), run, progress_bar=False, echo=lambda m: None).fit()
+    train = records(run)
+    assert [r["step"] for r in train if "disc_loss" in r] == [5, 6, 7, 8]
+    assert all(isinstance(r["elbo"], float) and r["elbo"] == r["elbo"] for r in train)   # finite, logged

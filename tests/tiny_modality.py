@@ -174,6 +174,11 @@ class TinyImages(TinyVectors):
     def build_decoder(self):
         return PlaneDecoder(self.recipe.data.dim, self.recipe.model.hidden, self.recipe.latent.dim, self.side)
 
+    def pseudo_inputs(self, k):
+        from vaezoo.nn import PseudoInputs
+
+        return PseudoInputs(k, (1, self.side, self.side), squash="none")
+
 
 class PlaneEncoder(Encoder):
     def forward(self, batch):
