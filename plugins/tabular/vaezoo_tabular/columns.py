@@ -33,6 +33,35 @@ class Column:
     categories: list[str] = field(default_factory=list)
 
 
+def _label_position(table: Table, label: str) -> int:
+    if label not in table.columns:
+        raise InputError(f"{table.path}: [data] label_column: no column {label!r} in the header "
+                         f"(columns: {', '.join(table.columns)})")
+    return table.columns.index(label)
+
+
+def _label_cell(table: Table, i: int, at: int, label: str) -> str:
+    cell = table.rows[i][at]
+    if cell is None:
+        raise InputError(f"{table.path}: line {table.lines[i]}: label column {label!r} is missing; "
+                         "every row needs a label (fill it in, or drop the row)")
+    return cell
+
+
+def _classes(table: Table, train_rows: list[int], label: str) -> list[str]:
+    """The sorted distinct labels of the training rows; every row of the file must hold one of them."""
+    at = _label_position(table, label)
+    cells = [_label_cell(table, i, at, label) for i in range(len(table.rows))]  # a missing label anywhere: refused
+    classes = sorted({cells[i] for i in train_rows})
+    known = set(classes)
+    unknown = next((i for i, cell in enumerate(cells) if cell not in known), None)
+    if unknown is not None:
+        raise InputError(f"{table.path}: line {table.lines[unknown]}: label column {label!r} holds "
+                         f"{cells[unknown]!r}, which no training row has (known classes: {', '.join(classes)}); "
+                         "a validation or test class must also occur in the training rows")
+    return classes
+
+
 def _number(cell: str) -> float | None:
     """The cell as a finite float, or None when it is not one."""
     try:
@@ -45,10 +74,15 @@ def _number(cell: str) -> float | None:
 @dataclass
 class Schema:
     columns: list[Column]
+    label: str | None = None          # [data] label_column: read as the batches' "label", never modelled
+    classes: list[str] = field(default_factory=list)  # its classes (label i -> classes[i]), from the training rows
 
     @classmethod
-    def infer(cls, table: Table, train_rows: list[int], categorical=(), real=(), drop=()) -> "Schema":
+    def infer(cls, table: Table, train_rows: list[int], categorical=(), real=(), drop=(), label=None) -> "Schema":
         """Column types (declared, else numeric -> real, otherwise categorical) and statistics."""
+        classes = _classes(table, train_rows, label) if label is not None else []
+        if label is not None:
+            drop = [*drop, label]
         for option, names in (("categorical", categorical), ("real", real), ("drop", drop)):
             unknown = [n for n in names if n not in table.columns]
             if unknown:
@@ -83,17 +117,38 @@ class Schema:
             columns.append(Column(name, REAL, mean=mean, sd=sd if sd > 0 else 1.0))
         if not columns:
             raise InputError(f"{table.path}: every column is dropped; nothing left to model")
-        return cls(columns)
+        return cls(columns, label, classes)
 
     # -- persistence: JSON in the run directory, never pickled
 
     def to_json(self) -> dict:
-        return {"columns": [asdict(c) for c in self.columns]}
+        out: dict = {"columns": [asdict(c) for c in self.columns]}
+        if self.label is not None:  # without a label column, the file is as it always was
+            out["label"] = {"column": self.label, "classes": list(self.classes)}
+        return out
 
     @classmethod
     def from_json(cls, path: Path) -> "Schema":
         data = json.loads(Path(path).read_text())
-        return cls([Column(**c) for c in data["columns"]])
+        label = data.get("label") or {}
+        return cls([Column(**c) for c in data["columns"]], label.get("column"), list(label.get("classes", [])))
+
+    # -- labels
+
+    def labels(self, table: Table, rows: Sequence[int] | None = None) -> torch.Tensor:
+        """int64 [N]: each picked row's class index in ``classes``; a missing or unknown value is an InputError."""
+        assert self.label is not None, "labels() of a schema without a label column"
+        picked: Sequence[int] = range(len(table.rows)) if rows is None else rows
+        at = _label_position(table, self.label)
+        index = {name: k for k, name in enumerate(self.classes)}
+        out = torch.empty(len(picked), dtype=torch.int64)
+        for n, i in enumerate(picked):
+            cell = _label_cell(table, i, at, self.label)
+            if cell not in index:
+                raise InputError(f"{table.path}: line {table.lines[i]}: label column {self.label!r} holds {cell!r}, "
+                                 f"which no training row has (known classes: {', '.join(self.classes)})")
+            out[n] = index[cell]
+        return out
 
     # -- shapes the model needs
 

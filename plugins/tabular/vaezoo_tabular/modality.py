@@ -34,10 +34,17 @@ class DataConfig:
                                         help="rows held out for validation; 0 = validate on the training rows")
     test_fraction: float = option(0.1, min=0.0, max=0.5, help="rows held out for testing; 0 = test on the training rows")
     split_seed: int = option(0, help="seed of the row split (not the recipe's seed, so the split stays put)")
+    label_column: str | None = option(
+        None, help="a column of class labels: batches carry it as \"label\" (latent-map colours and scores), "
+                   "it is not modelled; its classes are the training rows' distinct values, sorted")
 
     def check(self) -> None:
         if self.validation_fraction + self.test_fraction >= 1.0:
             raise ValueError("validation_fraction + test_fraction must leave rows for training (sum < 1)")
+        for option_name in ("drop", "categorical", "real"):
+            if self.label_column is not None and self.label_column in getattr(self, option_name):
+                raise ValueError(f"label_column {self.label_column!r} is also listed in {option_name}; "
+                                 f"a label column is never modelled, so remove it from {option_name}")
 
 
 @dataclass
@@ -51,19 +58,27 @@ class _Rows(_Dataset):
     """Encoded rows of one split, in memory; items carry the original cells for the writers (a
     map-style dataset: ``__len__`` and ``__getitem__``, plus ``__getitems__`` for whole batches)."""
 
-    def __init__(self, x: torch.Tensor, mask: torch.Tensor, cells: list[list[str | None]], columns: list[str], source: str):
+    def __init__(self, x: torch.Tensor, mask: torch.Tensor, cells: list[list[str | None]], columns: list[str], source: str,
+                 label: torch.Tensor | None = None):
         self.x, self.mask, self.cells, self.columns, self.source = x, mask, cells, columns, source
+        self.label = label  # int64 [N] with [data] label_column, else None (and items have no "label")
 
     def __len__(self) -> int:
         return len(self.x)
 
     def __getitem__(self, i: int) -> dict:
-        return {"x": self.x[i], "mask": self.mask[i], "cells": self.cells[i], "columns": self.columns, "source": self.source}
+        item = {"x": self.x[i], "mask": self.mask[i], "cells": self.cells[i], "columns": self.columns, "source": self.source}
+        if self.label is not None:
+            item["label"] = self.label[i]
+        return item
 
     def __getitems__(self, indices: list[int]) -> dict:
         # the fast path: one indexing per tensor instead of a stack of N items
-        return {"x": self.x[indices], "mask": self.mask[indices], "cells": [self.cells[i] for i in indices],
-                "columns": [self.columns] * len(indices), "source": [self.source] * len(indices)}
+        batch = {"x": self.x[indices], "mask": self.mask[indices], "cells": [self.cells[i] for i in indices],
+                 "columns": [self.columns] * len(indices), "source": [self.source] * len(indices)}
+        if self.label is not None:
+            batch["label"] = self.label[indices]
+        return batch
 
 
 class TabularModality(vaezoo.Modality):
@@ -102,7 +117,8 @@ class TabularModality(vaezoo.Modality):
         from vaezoo_tabular.columns import Schema
 
         data = self.recipe.data
-        schema = Schema.infer(self.table(), self.split_rows()["train"], data.categorical, data.real, data.drop)
+        schema = Schema.infer(self.table(), self.split_rows()["train"], data.categorical, data.real, data.drop,
+                              data.label_column)
         vaezoo.write_json(Path(run_dir) / SCHEMA, schema.to_json())
         self.run_dir, self._schema = Path(run_dir), None
 
@@ -117,22 +133,35 @@ class TabularModality(vaezoo.Modality):
             self._schema = Schema.from_json(path)
         return self._schema
 
-    def _rows(self, table: Table, rows: Sequence[int] | None = None) -> _Rows:
+    def _rows(self, table: Table, rows: Sequence[int] | None = None, labels: bool = False) -> _Rows:
         rows = list(range(len(table.rows))) if rows is None else list(rows)
-        x, mask = self.schema().encode(table, rows)
-        return _Rows(x, mask, [table.rows[i] for i in rows], table.columns, str(table.path))
+        schema = self.schema()
+        x, mask = schema.encode(table, rows)
+        label = schema.labels(table, rows) if labels and schema.label is not None else None
+        return _Rows(x, mask, [table.rows[i] for i in rows], table.columns, str(table.path), label)
 
     def dataset(self, split: str) -> _Rows:
-        return self._rows(self.table(), self.split_rows()[split])
+        # the splits carry labels with [data] label_column; tables given on the command line do not
+        return self._rows(self.table(), self.split_rows()[split], labels=True)
+
+    @property
+    def label_names(self) -> list[str] | None:
+        """With ``data.label_column``, its classes (label i -> name), as fitted and saved in schema.json."""
+        if self.recipe.data.label_column is None:
+            return None
+        return list(self.schema().classes)
 
     def collate(self, examples):
         import torch
 
         if isinstance(examples, dict):
             return examples
-        return {"x": torch.stack([e["x"] for e in examples]), "mask": torch.stack([e["mask"] for e in examples]),
-                "cells": [e["cells"] for e in examples], "columns": [e["columns"] for e in examples],
-                "source": [e["source"] for e in examples]}
+        batch = {"x": torch.stack([e["x"] for e in examples]), "mask": torch.stack([e["mask"] for e in examples]),
+                 "cells": [e["cells"] for e in examples], "columns": [e["columns"] for e in examples],
+                 "source": [e["source"] for e in examples]}
+        if all("label" in e for e in examples):
+            batch["label"] = torch.stack([e["label"] for e in examples])
+        return batch
 
     def load_inputs(self, items: Sequence[str]) -> dict:
         """CSV files with (at least) the training table's columns; their missing cells get imputed."""
