@@ -23,6 +23,16 @@ class DataConfig:
     stats_max_files: int = option(
         0, min=0, help="fit the normalisation statistics on at most this many training files, a seeded subset (0 = all)"
     )
+    labels: Literal["none", "folder"] = option(
+        "none",
+        help="class labels of the batches (\"label\", for latent-map colours and scores): 'none', or 'folder': "
+             "the name of the folder at label_depth below path (classes sorted, over every split)",
+    )
+    label_depth: int = option(
+        1, min=1,
+        help="with labels = 'folder': which folder level below path names a recording's class (1 = the first "
+             "sub-folder; klettres: 1 = language, 2 = alpha or syllab)",
+    )
     cache_mb: int = option(
         256, min=0,
         help="keep computed log-mel features of up to this many MB in memory (least recently used first out; 0 = "

@@ -3,13 +3,19 @@
 Every split is a map-style dataset whose items are
 
     {"x": float [1, n_mels, T], the normalised log-mel clip,
-     "length": long scalar, the clip's real frames (the rest is padding)}
+     "length": long scalar, the clip's real frames (the rest is padding),
+     "label": long scalar, the recording's class, only with data.labels = "folder"}
 
 - training: one item per file, a random window of T frames drawn from the global torch RNG
   on every access (the trainer seeds it and stores it in its checkpoints, so a resumed run
   sees the same crops); a file shorter than T is padded.
 - validation and test: the file tiled into consecutive windows of T frames, the last one
   padded, so every frame is evaluated once and results do not depend on chance.
+
+With ``data.labels = "folder"`` a recording's class is the name of its folder at
+``data.label_depth`` below ``data.path``; the classes are the sorted distinct names over
+every recording of the folder (all splits), so the mapping does not depend on the split, and
+every clip of a recording carries its label.
 
 Padding is digital silence: the log of ``features.log_floor``, what silent samples give.
 Files are decoded on access (soundfile: WAV, FLAC, OGG; channels averaged to mono), so
@@ -73,6 +79,26 @@ def audio_info(path: Path) -> tuple[int, int]:
     return int(info.frames), int(info.samplerate)
 
 
+def folder_classes(root: Path, files: Sequence[Path], depth: int) -> tuple[list[str], list[int]]:
+    """The sorted distinct names of the folders at ``depth`` below ``root`` that hold ``files``,
+    and each file's index among them; a file with no folder at that depth is an input error."""
+    names = []
+    for f in files:
+        parts = Path(f).relative_to(root).parts
+        if len(parts) <= depth:   # the last part is the file itself
+            deep = len(parts) - 1
+            allowed = (f"data.label_depth from 1 to {deep}" if deep else
+                       "a recording in a class sub-folder") + ", or data.labels = 'none'"
+            raise InputError(
+                f"{f}: data.labels = 'folder' with data.label_depth = {depth} needs a class folder {depth} "
+                f"level(s) below {root}, but this recording lies {deep} level(s) deep; allowed: {allowed}"
+            )
+        names.append(parts[depth - 1])
+    classes = sorted(set(names))
+    index = {name: i for i, name in enumerate(classes)}
+    return classes, [index[name] for name in names]
+
+
 def crop_or_pad(log_mel: torch.Tensor, start: int, frames: int, pad_value: float) -> tuple[torch.Tensor, int]:
     """The window ``[start, start + frames)`` of ``log_mel [M, F]``, padded past its end; and its real frames."""
     clip = log_mel[:, start : start + frames]
@@ -124,13 +150,21 @@ class FeatureStore:
 class ClipDataset(Dataset):
     """Shared item logic: features of a file -> normalised clip of T frames."""
 
-    def __init__(self, store: FeatureStore, files: list[Path], normalizer: Normalizer, clip_frames: int):
+    def __init__(self, store: FeatureStore, files: list[Path], normalizer: Normalizer, clip_frames: int,
+                 labels: Sequence[int] | None = None):
         self.store, self.files, self.normalizer, self.clip_frames = store, files, normalizer, clip_frames
         self.pad_value = store.front_end.log_floor
+        #: the class of each file (index into the source's classes), or None without labels
+        self.labels = None if labels is None else torch.as_tensor(list(labels), dtype=torch.long)
+        if self.labels is not None and len(self.labels) != len(files):
+            raise ValueError(f"{len(self.labels)} labels for {len(files)} files")
 
-    def window(self, features: torch.Tensor, start: int) -> dict:
+    def window(self, features: torch.Tensor, start: int, file: int) -> dict:
         clip, real = crop_or_pad(features, start, self.clip_frames, self.pad_value)
-        return {"x": self.normalizer.normalize(clip).unsqueeze(0), "length": torch.tensor(real)}
+        item = {"x": self.normalizer.normalize(clip).unsqueeze(0), "length": torch.tensor(real)}
+        if self.labels is not None:
+            item["label"] = self.labels[file]   # every clip of a recording carries its label
+        return item
 
 
 class RandomClipDataset(ClipDataset):
@@ -143,14 +177,14 @@ class RandomClipDataset(ClipDataset):
         features = self.store.features(self.files[i])   # decoded once: the cache may not hold it
         room = features.shape[-1] - self.clip_frames
         start = int(torch.randint(0, room + 1, ())) if room > 0 else 0
-        return self.window(features, start)
+        return self.window(features, start, i)
 
 
 class TiledClipDataset(ClipDataset):
     """Evaluation: every file cut into consecutive windows; the plan reads each file's length once."""
 
-    def __init__(self, store, files, normalizer, clip_frames):
-        super().__init__(store, files, normalizer, clip_frames)
+    def __init__(self, store, files, normalizer, clip_frames, labels=None):
+        super().__init__(store, files, normalizer, clip_frames, labels)
         self.plan = [(f, t) for f, path in enumerate(files) for t in range(tiles(store.frames(path), clip_frames))]
 
     def __len__(self) -> int:
@@ -158,7 +192,7 @@ class TiledClipDataset(ClipDataset):
 
     def __getitem__(self, i: int) -> dict:
         file, tile = self.plan[i]
-        return self.window(self.store.features(self.files[file]), tile * self.clip_frames)
+        return self.window(self.store.features(self.files[file]), tile * self.clip_frames, file)
 
 
 class AudioSource:
@@ -169,6 +203,13 @@ class AudioSource:
         if not cfg.path.is_dir():
             raise InputError(f"{cfg.path}: data.path must be a folder of audio files")
         files = list_audio(cfg.path, cfg.extensions)
+        #: with data.labels = "folder": the class names (sorted, over every recording of the
+        #: folder, before max_files and the splits) and each file's class; else None
+        self.classes: list[str] | None = None
+        self.label_of: dict[Path, int] | None = None
+        if cfg.labels == "folder":
+            self.classes, ids = folder_classes(cfg.path, files, cfg.label_depth)
+            self.label_of = dict(zip(files, ids))
         if cfg.max_files and cfg.max_files < len(files):
             _, chosen = split_indices(len(files), cfg.max_files / len(files), cfg.split_seed * 10 + 3)
             files = [files[i] for i in chosen]
@@ -201,4 +242,6 @@ class AudioSource:
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
         kind = RandomClipDataset if split == "train" else TiledClipDataset
-        return kind(self.store, self.files[split], normalizer, self.cfg.clip_frames)
+        files = self.files[split]
+        labels = None if self.label_of is None else [self.label_of[f] for f in files]
+        return kind(self.store, files, normalizer, self.cfg.clip_frames, labels)

@@ -94,12 +94,24 @@ class AudioModality(Modality):
             self._datasets[split] = self.source.split(split, self.normalizer)
         return self._datasets[split]
 
+    @property
+    def label_names(self) -> list[str] | None:
+        """With ``data.labels = "folder"``: the class names (the folders at ``data.label_depth``,
+        sorted, over every recording), index i -> name; None otherwise."""
+        if self.recipe.data.labels != "folder":
+            return None
+        return list(self.source.classes)
+
     def example_batch(self, n: int = 4) -> vaezoo.Batch:
-        """Standardised random log-mel clips ``[n, 1, n_mels, T]``, as the datasets give them."""
+        """Standardised random log-mel clips ``[n, 1, n_mels, T]``, as the datasets give them
+        (with a ``"label"`` of class 0 when ``data.labels = "folder"``: no folder is read here)."""
         import torch
 
         x = torch.randn(n, 1, self.recipe.features.n_mels, self.clip_frames)
-        return {"x": x, "length": torch.full((n,), self.clip_frames)}
+        batch = {"x": x, "length": torch.full((n,), self.clip_frames)}
+        if self.recipe.data.labels == "folder":
+            batch["label"] = torch.zeros(n, dtype=torch.long)
+        return batch
 
     def load_inputs(self, items: Sequence[str]) -> vaezoo.Batch:
         """Audio files given on the command line: the first T frames of each (after trimming, when
