@@ -30,10 +30,44 @@ class DataConfig:
     split_seed: int = option(0, min=0, help="seed of the held-out splits (kept apart from the training seed)")
     deduplicate: bool = option(True, help="drop repeated sentences before splitting, so no test sentence is seen in training")
     max_train_examples: int = option(0, min=0, help="train on a seeded random subset of this size (0 = all)")
+    labels: Literal["none", "tab", "file", "source"] = option(
+        "none",
+        help="class labels batches carry as \"label\" (classes: the sorted distinct labels of the training split): "
+        "'none'; 'tab': each line is LABEL<TAB>sentence; 'file': labels_path (and validation_labels_path / "
+        "test_labels_path) hold one label per sentence line; 'source' (format 'wordnet'): the part of speech, "
+        "i.e. the data file (noun, verb, adj, adv) the example sentence comes from",
+    )
+    labels_path: Path | None = option(
+        None, must_exist=True, help="labels = 'file': one label per line, aligned with the sentences of path"
+    )
+    validation_labels_path: Path | None = option(
+        None, must_exist=True, help="labels = 'file': one label per line, aligned with the sentences of validation_path"
+    )
+    test_labels_path: Path | None = option(
+        None, must_exist=True, help="labels = 'file': one label per line, aligned with the sentences of test_path"
+    )
 
     def check(self) -> None:
         if self.format == "wordnet" and (self.validation_path or self.test_path):
             raise ValueError("validation_path and test_path work with format = 'lines' only; WordNet is split by fraction")
+        if self.labels == "source" and self.format != "wordnet":
+            raise ValueError("labels = 'source' (the WordNet part of speech) works with format = 'wordnet' only; "
+                             "for a text file use labels = 'tab' or 'file'")
+        if self.labels in ("tab", "file") and self.format == "wordnet":
+            raise ValueError(f"labels = {self.labels!r} works with format = 'lines' only; "
+                             "for WordNet use labels = 'source'")
+        label_files = (("labels_path", self.labels_path, "path", self.path),
+                       ("validation_labels_path", self.validation_labels_path, "validation_path", self.validation_path),
+                       ("test_labels_path", self.test_labels_path, "test_path", self.test_path))
+        for key, value, sentences_key, sentences in label_files:
+            if value is not None and self.labels != "file":
+                raise ValueError(f"{key} is read with labels = 'file' only (labels is {self.labels!r}); "
+                                 f"set labels = 'file' or remove {key}")
+            if self.labels == "file" and sentences is not None and value is None:
+                raise ValueError(f"labels = 'file' needs {key}: one label per line of {sentences_key}")
+            if value is not None and sentences is None:
+                raise ValueError(f"{key} labels the sentences of {sentences_key}, which is not given; "
+                                 f"set {sentences_key} or remove {key}")
 
 
 @dataclass

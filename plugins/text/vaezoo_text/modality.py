@@ -54,8 +54,20 @@ class TextModality(Modality):
         super().__init__(recipe, run_dir)
         # Read on first use: sampling from a finished run needs neither the corpus nor a split.
         self._splits: dict[str, list[str]] | None = None
+        self._labels: dict[str, list[str]] | None = None   # label strings per split (data.labels != 'none')
         self._datasets: dict[str, TokenDataset] = {}
         self._tokenizer: PreTrainedTokenizerFast | None = None
+
+    @property
+    def label_names(self) -> list[str] | None:
+        """With ``data.labels`` other than 'none', the classes: the sorted distinct label strings
+        of the training split (batches carry their indices as ``"label"``); None otherwise."""
+        if self.recipe.data.labels == "none":
+            return None
+        from vaezoo_text import data
+
+        self._read_splits()
+        return data.class_names(self._labels)
 
     @property
     def uses_latent(self) -> bool:
@@ -96,25 +108,39 @@ class TextModality(Modality):
     def sentences(self, split: str) -> list[str]:
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+        self._read_splits()
+        return self._splits[split]
+
+    def _read_splits(self) -> None:
         if self._splits is None:
             from vaezoo_text import data
 
-            self._splits = data.make_splits(self.recipe.data)
-        return self._splits[split]
+            self._splits, self._labels = data.read_splits(self.recipe.data)
+
+    def sentence_labels(self, split: str) -> list[str] | None:
+        """The label string of each sentence of ``split``; None with ``data.labels = 'none'``."""
+        self.sentences(split)   # checks the split's name and reads the data
+        return None if self._labels is None else self._labels[split]
 
     def dataset(self, split: str) -> Dataset:
         if split not in self._datasets:
             from vaezoo_text import data
 
-            self._datasets[split] = data.TokenDataset(self.encode_sentences(self.sentences(split)))
+            labels = self.sentence_labels(split)
+            ids = None
+            if labels is not None:
+                index = {name: i for i, name in enumerate(self.label_names)}
+                ids = [index[label] for label in labels]
+            self._datasets[split] = data.TokenDataset(self.encode_sentences(self.sentences(split)), ids)
         return self._datasets[split]
 
-    def collate(self, examples: Sequence[torch.Tensor] | vaezoo.Batch) -> vaezoo.Batch:
+    def collate(self, examples: Sequence[torch.Tensor | dict] | vaezoo.Batch) -> vaezoo.Batch:
+        """Dataset items (token ids, or ``{"x", "label"}`` with labels) padded into a batch."""
         from vaezoo_text import data
 
         if isinstance(examples, dict):  # a whole batch from a dataset's __getitems__ (TokenDataset has none)
             return super().collate(examples)
-        return data.pad_batch(examples, self.tokenizer.pad_token_id)
+        return data.collate_items(examples, self.tokenizer.pad_token_id)
 
     def example_batch(self, n: int = 4) -> vaezoo.Batch:
         """A tokenizer trained on a few built-in sentences (saved in the run directory, as fit
@@ -131,7 +157,7 @@ class TextModality(Modality):
         return self.collate([torch.tensor(ids) for ids in self.encode_sentences(sentences)])
 
     def load_inputs(self, items: Sequence[str]) -> vaezoo.Batch:
-        """Sentences given on the command line, tokenized like the training data."""
+        """Sentences given on the command line, tokenized like the training data (no labels)."""
         import torch
 
         if not items:
