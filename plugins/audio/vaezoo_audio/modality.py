@@ -100,7 +100,7 @@ class AudioModality(Modality):
         sorted, over every recording), index i -> name; None otherwise."""
         if self.recipe.data.labels != "folder":
             return None
-        return list(self.source.classes)
+        return list(self.source.classes or [])
 
     def example_batch(self, n: int = 4) -> vaezoo.Batch:
         """Standardised random log-mel clips ``[n, 1, n_mels, T]``, as the datasets give them

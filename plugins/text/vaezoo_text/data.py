@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, cast
 
 import torch
 from torch.utils.data import Dataset
@@ -132,6 +132,7 @@ def _read_split_file(cfg: DataConfig, path: Path, labels_path: Path | None) -> t
         return read_tab_lines(path)
     sentences = read_lines(path)
     if cfg.labels == "file":
+        assert labels_path is not None   # DataConfig.check requires one with labels = 'file'
         return sentences, read_label_file(labels_path, path, len(sentences))
     return sentences, None
 
@@ -175,18 +176,19 @@ def read_splits(cfg: DataConfig) -> tuple[dict[str, list[str]], dict[str, list[s
         if path is not None:
             splits[split], split_labels = _read_split_file(cfg, path, labels_path)
             if labels is not None:
+                assert split_labels is not None   # a labelled corpus has labelled split files (DataConfig.check)
                 labels[split] = split_labels
             continue
         keep, held = split_indices(len(rest), min(1.0, fraction * len(corpus) / len(rest)), cfg.split_seed * 10 + salt)
         splits[split] = [corpus[rest[i]] for i in held]
-        if labels is not None:
+        if labels is not None and corpus_labels is not None:
             labels[split] = [corpus_labels[rest[i]] for i in held]
         rest = [rest[i] for i in keep]
     if cfg.max_train_examples and cfg.max_train_examples < len(rest):
         _, chosen = split_indices(len(rest), cfg.max_train_examples / len(rest), cfg.split_seed * 10 + 3)
         rest = [rest[i] for i in chosen]
     splits["train"] = [corpus[i] for i in rest]
-    if labels is not None:
+    if labels is not None and corpus_labels is not None:
         labels["train"] = [corpus_labels[i] for i in rest]
     for split, path in (("train", cfg.path), ("validation", cfg.validation_path), ("test", cfg.test_path)):
         if not splits[split]:
@@ -250,7 +252,8 @@ def collate_items(items: Sequence[torch.Tensor | dict], pad_id: int) -> dict:
     """A batch of ``TokenDataset`` items: bare token ids, or ``{"x", "label"}`` dicts, whose
     labels become the batch's ``"label"`` (LongTensor [N])."""
     if items and isinstance(items[0], dict):
-        batch = pad_batch([item["x"] for item in items], pad_id)
-        batch["label"] = torch.stack([torch.as_tensor(item["label"], dtype=torch.long) for item in items])
+        labelled = cast(Sequence[dict], items)
+        batch = pad_batch([item["x"] for item in labelled], pad_id)
+        batch["label"] = torch.stack([torch.as_tensor(item["label"], dtype=torch.long) for item in labelled])
         return batch
-    return pad_batch(items, pad_id)
+    return pad_batch(cast(Sequence[torch.Tensor], items), pad_id)

@@ -67,6 +67,7 @@ class TextModality(Modality):
         from vaezoo_text import data
 
         self._read_splits()
+        assert self._labels is not None   # read_splits gives labels whenever data.labels is not 'none'
         return data.class_names(self._labels)
 
     @property
@@ -109,6 +110,7 @@ class TextModality(Modality):
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
         self._read_splits()
+        assert self._splits is not None
         return self._splits[split]
 
     def _read_splits(self) -> None:
@@ -120,7 +122,8 @@ class TextModality(Modality):
     def sentence_labels(self, split: str) -> list[str] | None:
         """The label string of each sentence of ``split``; None with ``data.labels = 'none'``."""
         self.sentences(split)   # checks the split's name and reads the data
-        return None if self._labels is None else self._labels[split]
+        labels = self._labels
+        return None if labels is None else labels[split]
 
     def dataset(self, split: str) -> Dataset:
         if split not in self._datasets:
@@ -129,7 +132,7 @@ class TextModality(Modality):
             labels = self.sentence_labels(split)
             ids = None
             if labels is not None:
-                index = {name: i for i, name in enumerate(self.label_names)}
+                index = {name: i for i, name in enumerate(self.label_names or [])}
                 ids = [index[label] for label in labels]
             self._datasets[split] = data.TokenDataset(self.encode_sentences(self.sentences(split)), ids)
         return self._datasets[split]
