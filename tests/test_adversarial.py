@@ -264,7 +264,11 @@ def test_resume_with_the_stage_on_equals_the_uninterrupted_run(tmp_path):
 
 def test_validation_keeps_the_latest_weights_in_the_phase(tmp_path):
     run = tmp_path / "run"
-    Trainer(gan_recipe(tmp_path, "train.early_stopping_patience=1"), run, progress_bar=False, echo=lambda m: None).fit()
+    said: list[str] = []
+    Trainer(gan_recipe(tmp_path, "train.early_stopping_patience=1"), run, progress_bar=False, echo=said.append).fit()
+    # A plain phase first with early stopping on: the run says the phase may never come.
+    assert any(line.startswith("warning: train.early_stopping_patience may end the run before the adversarial "
+                               "phase begins at step 4") for line in said)
     # No early stop (the ELBO does not rule the phase), and best.safetensors is the last step's.
     from safetensors import safe_open
 

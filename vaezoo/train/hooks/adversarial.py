@@ -75,6 +75,9 @@ class AdversarialStage(Hook):
             raise RecipeError(trainer.recipe.source, "[adversarial] likelihood_weight", str(err)) from None
         trainer.objective = self.objective
         self.start = adversarial_start(trainer.recipe)
+        if self.start and trainer.cfg.early_stopping_patience:
+            trainer.echo(f"warning: train.early_stopping_patience may end the run before the adversarial phase "
+                         f"begins at step {self.start}; set it to 0 to be sure the phase runs")
 
     def _build(self, trainer) -> nn.Module:
         recipe, modality, o = trainer.recipe, trainer.modality, self.options
