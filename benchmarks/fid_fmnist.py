@@ -22,7 +22,6 @@ the measure at that sample size).
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -30,6 +29,8 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
+
+from results_log import logger
 
 ROOT = Path(__file__).resolve().parent.parent
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -39,8 +40,7 @@ CLASSIFIER_VERSION = "1"   # bump when FMNISTNet or its training changes: the ca
 Stats = tuple[np.ndarray, np.ndarray]
 
 
-def log(message: str) -> None:
-    print(f"[fid_fmnist {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+log = logger("fid_fmnist")
 
 
 # -- the feature network ----------------------------------------------------------------------------

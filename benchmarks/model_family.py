@@ -57,12 +57,9 @@ import argparse
 import json
 import math
 import os
-import platform
-import shutil
 import subprocess
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
 import torch
@@ -70,8 +67,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fid_fmnist import (CACHE, FMNISTNet, decoded_means, feature_network, features,  # noqa: E402
                         frechet_distance, gaussian_stats, prior_samples, reconstructions, references)
+from fresh_runs import fresh_run  # noqa: E402
+from results_log import ResultsFile, eval_figures, logger, r4  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+log = logger("model_family")
 RESULTS = ROOT / "benchmarks" / "results" / "model_family.jsonl"
 ROWS = ("fmnist-mlp", "fmnist-conv", "shapes", "text")
 IMAGE_VARIANTS = ("standard", "mog", "vamp", "iaf", "vamp+iaf")
@@ -83,47 +83,21 @@ SHAPES_VARIANTS = {   # name: [objective] overrides
 TEXT_VARIANTS = ("standard", "standard-fb0", "mog")
 
 
-def log(message: str) -> None:
-    print(f"[model_family {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
 # -- runs ---------------------------------------------------------------------------------------------
 
 
 def train(label: str, recipe_path: Path, overrides: list[str], run_dir: Path) -> tuple[object, dict]:
     """Train one model from scratch in ``run_dir``; returns the fit's result and its timings."""
     from vaezoo.plugin.recipes import load_recipe
-    from vaezoo.train.trainer import Trainer
 
-    recipe = load_recipe(recipe_path, overrides)
-    shutil.rmtree(run_dir, ignore_errors=True)
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    log(f"{label}: training ({' '.join(overrides)})")
-    started = time.perf_counter()
-    result = Trainer(recipe, run_dir, progress_bar=False, echo=lambda msg: log(f"{label}: {msg}")).fit()
-    fit_seconds = time.perf_counter() - started
-    epochs: dict[int, float] = {}
-    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        if record.get("split") == "timing":
-            epochs[record["epoch"]] = record["train_seconds"]   # the last record of an epoch counts
-    return result, {"train_seconds": round(sum(epochs.values()), 1), "fit_seconds": round(fit_seconds, 1)}
+    log(f"{label}: {' '.join(overrides)}")
+    t = fresh_run(label, load_recipe(recipe_path, overrides), run_dir, log)
+    return t.result, {"train_seconds": round(t.train_seconds, 1), "fit_seconds": round(t.fit_seconds, 1)}
 
 
 def common_overrides(args: argparse.Namespace) -> list[str]:
     return [f"seed={args.seed}", f"train.threads={args.threads}", "train.samples=0", "train.tensorboard=false",
             "eval.at_end=false", 'train.device="cpu"']
-
-
-def eval_figures(e) -> dict:
-    return {"test_examples": e.n_examples, "iw_samples": e.iw_samples, "iw_nll": r4(e.iw_nll), "elbo": r4(e.elbo),
-            "reconstruction": r4(e.reconstruction), "kl": r4(e.kl), "active_units": e.active_units,
-            "latent_dim": e.latent_dim, "mutual_information": r4(e.mutual_information),
-            "mutual_information_bound": r4(e.mutual_information_bound)}
-
-
-def r4(x: float | None) -> float | None:
-    return None if x is None else round(float(x), 4)
 
 
 # -- Fashion-MNIST rows ---------------------------------------------------------------------------------
@@ -390,29 +364,12 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
-    from vaezoo.core.files import write_text
     from vaezoo.core.progress import progress_bars
 
-    started = time.perf_counter()
-    lines: list[str] = []
-    records: list[dict] = []
-
-    def emit(record: dict) -> None:
-        print(json.dumps(record), flush=True)
-        records.append(record)
-        lines.append(json.dumps(record))
-        write_text(args.out, "\n".join(lines) + "\n")
-
-    extra: dict = {"command": "benchmarks/model_family.py " + " ".join(sys.argv[1:]), "date": date.today().isoformat(),
-                   "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "threads": args.threads,
-                   "torch": torch.__version__, "seed": args.seed}
+    results = ResultsFile(args.out, "model_family.py", args.threads, args.seed)
     with progress_bars(False):
-        run_rows(args, extra, emit)
-    extra["total_seconds"] = round(time.perf_counter() - started, 1)
-    summary = summarise(records, extra)
-    print(json.dumps(summary), flush=True)
-    lines.append(json.dumps(summary))
-    write_text(args.out, "\n".join(lines) + "\n")
+        run_rows(args, results.info, results.emit)
+    results.finish(summarise)
 
 
 def run_rows(args: argparse.Namespace, extra: dict, emit) -> None:

@@ -70,26 +70,23 @@ every run.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 import torch
 
-from vaezoo.train.trainer import TrainResult
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fid_fmnist  # noqa: E402
+from fresh_runs import Trained, fresh_run  # noqa: E402
+from results_log import ResultsFile, eval_figures, logger, r4  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+log = logger("vaegan")
 RESULTS = ROOT / "benchmarks" / "results" / "vaegan.jsonl"
 ROWS = ("fmnist", "klettres")
 # (plain twin, VAE-GAN) recipes per row; the VAE-GAN's stand-in overrides while its recipe is missing.
@@ -105,14 +102,6 @@ LOUD_DB = 30.0      # loud frames: within this many dB of the recording's loudes
 VALLEY_BANDS = 3    # peak_contrast_db: the valleys are the minima of this many bands on either side
 
 
-def log(message: str) -> None:
-    print(f"[vaegan {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def r4(x: float | None) -> float | None:
-    return None if x is None else round(float(x), 4)
-
-
 def rel(path: Path | str) -> str:
     path = Path(path).resolve()
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
@@ -123,48 +112,6 @@ def recipe_path(name: str) -> Path:
 
 
 # -- training --------------------------------------------------------------------------------------
-
-
-@dataclass
-class Trained:
-    result: TrainResult
-    steps_per_epoch: int
-    epochs: list[dict]          # per epoch: epoch, first (step before it), last (step after it), seconds
-    train_seconds: float        # sum of the epochs' seconds: the budget's measure
-    fit_seconds: float          # the whole fit: set-up, validation, checkpoints, end-of-training samples
-    adversarial_start: int | None
-    last_train_record: dict
-
-
-def train(label: str, recipe, run_dir: Path) -> Trained:
-    """Train ``recipe`` from scratch in ``run_dir``; its timing from metrics.jsonl."""
-    from vaezoo.train.trainer import Trainer
-
-    shutil.rmtree(run_dir, ignore_errors=True)
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    log(f"{label}: training")
-    started = time.perf_counter()
-    trainer = Trainer(recipe, run_dir, progress_bar=False, echo=lambda msg: log(f"{label}: {msg}"))
-    result = trainer.fit()
-    fit_seconds = time.perf_counter() - started
-    timing: dict[int, dict] = {}
-    start = None
-    last: dict = {}
-    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        if record.get("split") == "timing":
-            timing[record["epoch"]] = record   # the last record of an epoch counts
-        elif record.get("event") == "adversarial_start":
-            start = record["step"]
-        elif record.get("split") == "train":
-            last = record
-    epochs, first = [], 0
-    for epoch in sorted(timing):
-        epochs.append({"epoch": epoch, "first": first, "last": timing[epoch]["step"],
-                       "seconds": timing[epoch]["train_seconds"]})
-        first = timing[epoch]["step"]
-    spe = -(-trainer.batches_per_epoch // recipe.train.grad_accum)
-    return Trained(result, spe, epochs, sum(e["seconds"] for e in epochs), fit_seconds, start, last)
 
 
 def common_overrides(args: argparse.Namespace) -> list[str]:
@@ -237,7 +184,7 @@ def train_pair(row: str, args: argparse.Namespace) -> tuple[dict, dict]:
         raise SystemExit(f"{vaegan_source}: [adversarial] enabled is false")
     differences = recipe_differences(load_recipe(plain_path, []), load_recipe(vaegan_path, stage))
 
-    v = train(f"{row}/vaegan", vaegan_recipe, args.work / row / "vaegan")
+    v = fresh_run(f"{row}/vaegan", vaegan_recipe, args.work / row / "vaegan", log)
     if v.adversarial_start is None:
         log(f"{row}/vaegan: WARNING: the adversarial phase never began ({v.result.steps} steps, start step "
             f"{vaegan_recipe.adversarial.start_step}): lower --{row}-start-step or raise --{row}-epochs")
@@ -250,8 +197,8 @@ def train_pair(row: str, args: argparse.Namespace) -> tuple[dict, dict]:
         calibration = None
     else:
         steps = args.calibration_steps or DEFAULT_CALIBRATION_STEPS
-        c = train(f"{row}/calibration", load_recipe(plain_path, common_overrides(args) + budget + [
-            f"train.max_steps={steps}", "train.samples=0"]), args.work / row / "calibration")
+        c = fresh_run(f"{row}/calibration", load_recipe(plain_path, common_overrides(args) + budget + [
+            f"train.max_steps={steps}", "train.samples=0"]), args.work / row / "calibration", log)
         rate = c.result.steps / c.train_seconds
         how = f"plain steps/s from a calibration run of {c.result.steps} plain steps: {rate:.2f} steps/s"
         calibration = {"steps": c.result.steps, "train_seconds": round(c.train_seconds, 1),
@@ -266,7 +213,8 @@ def train_pair(row: str, args: argparse.Namespace) -> tuple[dict, dict]:
                        + [f"train.max_steps={max_steps}", f"train.epochs={max(epochs, 1)}"])
     log(f"{row}: the VAE-GAN trained {v.result.steps} steps in {target:.1f}s; {how}; the plain twin gets "
         f"{max_steps} steps")
-    p = train(f"{row}/plain", load_recipe(plain_path, common_overrides(args) + plain_overrides), args.work / row / "plain")
+    p = fresh_run(f"{row}/plain", load_recipe(plain_path, common_overrides(args) + plain_overrides), args.work / row / "plain",
+                  log)
     log(f"{row}/plain: {p.result.steps} steps in {p.train_seconds:.1f}s ({p.train_seconds / max(target, 1e-9):.2f}x "
         "the VAE-GAN's seconds)")
     phase_rate = adversarial_rate(v)
@@ -300,12 +248,6 @@ def base_record(row: str, info: dict, run) -> dict:
             "steps": t.result.steps, "weights": run.weights, "weights_step": run.weights_step,
             "parameters": sum(p.numel() for p in run.vae.parameters()),
             "train_seconds": round(t.train_seconds, 1), "fit_seconds": round(t.fit_seconds, 1)}
-
-
-def eval_figures(e) -> dict:
-    return {"test_examples": e.n_examples, "iw_samples": e.iw_samples, "iw_nll": r4(e.iw_nll), "elbo": r4(e.elbo),
-            "reconstruction": r4(e.reconstruction), "kl": r4(e.kl), "active_units": e.active_units,
-            "latent_dim": e.latent_dim, "mutual_information": r4(e.mutual_information)}
 
 
 def sample_files(t: Trained) -> dict:
@@ -546,34 +488,17 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
-    from vaezoo.core.files import write_text
     from vaezoo.core.progress import progress_bars
 
-    started = time.perf_counter()
-    lines: list[str] = []
-    records: list[dict] = []
-
-    def emit(record: dict) -> None:
-        print(json.dumps(record), flush=True)
-        records.append(record)
-        lines.append(json.dumps(record))
-        write_text(args.out, "\n".join(lines) + "\n")
-
-    extra: dict = {"command": "benchmarks/vaegan.py " + " ".join(sys.argv[1:]), "date": date.today().isoformat(),
-                   "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "threads": args.threads,
-                   "torch": torch.__version__, "seed": args.seed,
-                   "budget": "equal training seconds (metrics.jsonl timing records): the plain twin's train.max_steps "
-                             "= the VAE-GAN's seconds x the plain model's steps per second"}
+    results = ResultsFile(args.out, "vaegan.py", args.threads, args.seed,
+                          budget="equal training seconds (metrics.jsonl timing records): the plain twin's "
+                                 "train.max_steps = the VAE-GAN's seconds x the plain model's steps per second")
     with progress_bars(False):
         if "fmnist" in args.rows:
-            fmnist_row(args, emit)
+            fmnist_row(args, results.emit)
         if "klettres" in args.rows:
-            klettres_row(args, emit)
-    extra["total_seconds"] = round(time.perf_counter() - started, 1)
-    summary = summarise(records, extra)
-    print(json.dumps(summary), flush=True)
-    lines.append(json.dumps(summary))
-    write_text(args.out, "\n".join(lines) + "\n")
+            klettres_row(args, results.emit)
+    results.finish(summarise)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tiny_modality import TINY_RECIPE
+from tiny_modality import TINY_GAN_RECIPE, TINY_RECIPE
 from vaezoo.train.checkpoints import latest_weights
 
 CRASH_AT = Path(__file__).resolve().parent / "crash_at.py"
@@ -34,7 +34,11 @@ CRASH_AT = Path(__file__).resolve().parent / "crash_at.py"
 # Three epochs of 8 steps cut at step 20, a checkpoint every 4 steps: validations at the epoch
 # ends (8, 16) and at the last step (20, mid-epoch); checkpoints taken before and after a
 # validation at the same step (8, 16, 20); a shorter last window of train records (log_every 3).
-RECIPE = TINY_RECIPE.replace("log_every = 1", "log_every = 3\ncheckpoint_every = 4\nmax_steps = 20\nthreads = 1")
+CRASH_SETTINGS = ("log_every = 1", "log_every = 3\ncheckpoint_every = 4\nmax_steps = 20\nthreads = 1")
+RECIPE = TINY_RECIPE.replace(*CRASH_SETTINGS)
+# The same with the adversarial stage from step 4: a hook with its own network and optimiser
+# whose state is in every checkpoint.
+GAN_RECIPE = TINY_GAN_RECIPE.replace(*CRASH_SETTINGS)
 
 
 def vaezoo(run_dir: Path, *args, kill_at: int = 0, ops_log: Path | None = None) -> subprocess.CompletedProcess:
@@ -61,7 +65,9 @@ def fingerprint(run: Path) -> dict:
             record = {k: v for k, v in record.items() if k not in ("train_seconds", "examples_per_second")}
         records.append(record)
     weights = {name: load_file(str(path)) for name, path in
-               (("last", latest_weights(run)), ("best", run / "best.safetensors"))}
+               (("last", latest_weights(run)), ("best", run / "best.safetensors"),
+                # the optimisers' moments, the RNG states and the hooks' tensors (a discriminator)
+                ("state", latest_weights(run).parent / "trainer_state.safetensors"))}
     return {"metrics": records, "weights": {name: {k: v.tolist() for k, v in w.items()} for name, w in weights.items()},
             "eval": json.loads((run / "eval.json").read_text()), "samples": (run / "samples/prior.csv").read_text(),
             "checkpoints": len(list((run / "checkpoints").iterdir()))}
@@ -77,16 +83,19 @@ def describe_op(line: str) -> str:
     return f"{name} {re.sub(r'[0-9]+', 'N', path)}"
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    root = tmp_path_factory.mktemp("crash")
+def clean_run(root: Path, recipe_text: str) -> tuple[Path, dict, list[str]]:
     recipe = root / "tiny.toml"
-    recipe.write_text(RECIPE)
+    recipe.write_text(recipe_text)
     ops_log = root / "ops.log"
     done = vaezoo(root / "ref", recipe, "--run-dir", root / "ref", ops_log=ops_log)
     assert done.returncode == 0, done.stderr[-2000:]
     ops = ops_log.read_text().splitlines()
     return recipe, fingerprint(root / "ref"), ops
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    return clean_run(tmp_path_factory.mktemp("crash"), RECIPE)
 
 
 def kill_points(ops: list[str]) -> list[int]:
@@ -148,8 +157,21 @@ def test_kill_9_at_every_kind_of_file_operation_then_resume_equals_the_clean_run
 def test_kill_9_at_random_moments_then_resume_equals_the_clean_run(reference, tmp_path):
     """Kills by the clock land anywhere: in a training step, a validation, a write."""
     recipe, clean, _ = reference
+    kill_at_random_moments(recipe, clean, tmp_path, seed=1)
+
+
+def test_kill_9_with_the_adversarial_stage_then_resume_equals_the_clean_run(tmp_path):
+    """The same with a discriminator and its Adam state in the checkpoints (trained from step 5):
+    the resumed run's VAE, discriminator, RNG and records equal the clean run's."""
+    recipe, clean, _ = clean_run(tmp_path, GAN_RECIPE)
+    assert any("disc_loss" in r for r in clean["metrics"])
+    assert any(k.startswith("hooks/adversarial/discriminator/") for k in clean["weights"]["state"])
+    kill_at_random_moments(recipe, clean, tmp_path, seed=2)
+
+
+def kill_at_random_moments(recipe: Path, clean: dict, tmp_path: Path, seed: int) -> None:
     run = tmp_path / "run"
-    rng = random.Random(1)
+    rng = random.Random(seed)
     kills = 0
     for _ in range(6):
         args = ["--resume", run] if (run / "recipe.toml").exists() else [recipe, "--run-dir", run]

@@ -36,9 +36,11 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_two_process_ddp_trains_in_sync_and_writes_once(tmp_path):
-    recipe = tmp_path / "tiny.toml"
-    recipe.write_text(TINY_RECIPE)
+def train_on_two_ranks(tmp_path, recipe_text: str):
+    """Train ``recipe_text`` under torchrun with two CPU processes; returns the finished
+    process, each rank's (weights digest, steps) and the run's metrics records."""
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(recipe_text)
     script = tmp_path / "ddp_train.py"
     script.write_text(SCRIPT)
     run = tmp_path / "run"
@@ -48,34 +50,26 @@ def test_two_process_ddp_trains_in_sync_and_writes_once(tmp_path):
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    digest0, steps0 = (tmp_path / "rank0.txt").read_text().split()
-    digest1, steps1 = (tmp_path / "rank1.txt").read_text().split()
-    assert digest0 == digest1                   # gradients were averaged: identical weights on both ranks
-    assert steps0 == steps1 == "12"             # 128 examples / 2 ranks / 16 per batch = 4 steps x 3 epochs
-    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    ranks = [tuple((tmp_path / f"rank{r}.txt").read_text().split()) for r in (0, 1)]
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return proc, ranks, records
+
+
+def test_two_process_ddp_trains_in_sync_and_writes_once(tmp_path):
+    proc, ranks, lines = train_on_two_ranks(tmp_path, TINY_RECIPE)
+    assert ranks[0][0] == ranks[1][0]           # gradients were averaged: identical weights on both ranks
+    assert ranks[0][1] == ranks[1][1] == "12"   # 128 examples / 2 ranks / 16 per batch = 4 steps x 3 epochs
     steps = [r["step"] for r in lines if r["split"] == "train"]
     assert steps == list(range(1, 13))          # written once, not once per rank
     assert sum(r["split"] == "validation" for r in lines) == 3
+    run = tmp_path / "run"
     assert latest_weights(run) is not None and (run / "eval.json").exists()
     assert proc.stderr.count("trained 12 steps") == 1
 
 
 def test_two_process_ddp_with_the_adversarial_stage(tmp_path):
     """The VAE under DDP and the discriminator's gradients averaged by hand: both stay equal
-    on the two ranks, and the discriminator's numbers are logged once."""
-    recipe = tmp_path / "gan.toml"
-    recipe.write_text(TINY_GAN_RECIPE.replace("start_step = 4", "start_step = 2"))
-    script = tmp_path / "ddp_train.py"
-    script.write_text(SCRIPT)
-    run = tmp_path / "run"
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         str(script), str(recipe), str(run), str(tmp_path)],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    digest0, steps0 = (tmp_path / "rank0.txt").read_text().split()
-    digest1, steps1 = (tmp_path / "rank1.txt").read_text().split()
-    assert digest0 == digest1 and steps0 == steps1 == "12"
-    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    on the two ranks (the digest covers the discriminator), and its numbers are logged once."""
+    _, ranks, lines = train_on_two_ranks(tmp_path, TINY_GAN_RECIPE.replace("start_step = 4", "start_step = 2"))
+    assert ranks[0] == ranks[1] and ranks[0][1] == "12"
     assert [r["step"] for r in lines if "disc_loss" in r] == list(range(3, 13))

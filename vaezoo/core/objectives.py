@@ -148,14 +148,19 @@ def elbo_objective(vae: "VAE", batch: Batch, *, beta: float = 1.0, free_bits: fl
 
 
 def log_importance_weights(
-    vae: "VAE", batch: Batch, k: int, *, posterior: Any = None, beta: float = 1.0, with_likelihood: bool = False
-) -> tuple[torch.Tensor, ...]:
+    vae: "VAE", batch: Batch, k: int, *, posterior: Any = None, beta: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """log w = log p(x|z) + beta * (log p(z) - log q(z|x)) for ``k`` posterior samples, with
     log p(z) of the VAE's prior and log q(z|x) of its posterior (the flow's, for an IAF).
 
-    Returns ``(log_w, log_px)``, each ``[k, N]`` (and p(x|z) of the ``k * N`` latents, sample
-    by sample, when ``with_likelihood``). Decodes all ``k * N`` latents in one call.
+    Returns ``(log_w, log_px)``, each ``[k, N]``. Decodes all ``k * N`` latents in one call.
     """
+    log_w, log_px, _ = _importance_weights(vae, batch, k, posterior, beta)
+    return log_w, log_px
+
+
+def _importance_weights(vae: "VAE", batch: Batch, k: int, posterior: Any, beta: float) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    """``log_importance_weights`` and the decoder's p(x|z) of the ``k * N`` latents, sample by sample."""
     q = posterior if posterior is not None else vae.encode(batch)
     z, log_q = q.rsample_with_log_prob((k,))              # [k, N, D], [k, N]
     n = z.shape[1]
@@ -163,9 +168,7 @@ def log_importance_weights(
     px = vae.decode(z.reshape(k * n, -1))
     log_px = px.log_prob(repeated["x"], repeated.get("mask")).view(k, n)
     log_ratio = vae.prior.log_prob(z) - log_q
-    if with_likelihood:
-        return log_px + beta * log_ratio, log_px, px
-    return log_px + beta * log_ratio, log_px
+    return log_px + beta * log_ratio, log_px, px
 
 
 def iwae_objective(vae: "VAE", batch: Batch, *, k: int = 5, beta: float = 1.0) -> ObjectiveOutput:
@@ -175,7 +178,7 @@ def iwae_objective(vae: "VAE", batch: Batch, *, k: int = 5, beta: float = 1.0) -
     beta-ELBO at k = 1.
     """
     q = vae.encode(batch)
-    log_w, log_px, px = log_importance_weights(vae, batch, k, posterior=q, beta=beta, with_likelihood=True)
+    log_w, log_px, px = _importance_weights(vae, batch, k, q, beta)
     bound = torch.logsumexp(log_w, 0) - math.log(k)
     if vae.closed_form_kl:
         return ObjectiveOutput(-bound.mean(), log_px[0], kl_terms=q.kl_per_dim(), beta=beta, bound=bound, likelihood=px)

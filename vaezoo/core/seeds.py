@@ -16,3 +16,17 @@ def derive_seed(*parts: int | str) -> int:
     """A seed in [0, 2**63) for the stream named by ``parts`` (integers and short labels)."""
     name = "/".join(str(int(p)) if not isinstance(p, str) else p for p in parts)
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "little") >> 1
+
+
+def seed_global_generators(seed: int) -> None:
+    """Seed the global generators of torch, numpy and Python's ``random`` (what a plugin's
+    own code may draw from), so that a run is reproducible whichever it uses; checkpoints
+    keep all three, so a resume continues them."""
+    import random
+
+    import numpy as np
+    import torch
+
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)

@@ -36,7 +36,7 @@ from vaezoo.core.model import VAE
 from vaezoo.core.files import is_temporary, remove_temporaries, write_json, write_text
 from vaezoo.core.objectives import ObjectiveOutput, build_objective
 from vaezoo.core.schedules import KLSchedule, LRSchedule
-from vaezoo.core.seeds import derive_seed
+from vaezoo.core.seeds import derive_seed, seed_global_generators
 from vaezoo.train.checkpoints import (
     BEST,
     CHECKPOINTS,
@@ -266,13 +266,13 @@ class Trainer:
             with sync:
                 out = self.forward(batch, beta)
                 (out.loss / group).backward()
-            # One host sync per micro-batch for the numbers of the log, not one per number.
-            means = torch.stack([out.loss, out.reconstruction.mean(), out.mean_kl]).detach()
-            micro_loss, micro_rec, micro_kl = means.tolist()
+            # One host sync per micro-batch for the numbers of the log, not one per number; an
+            # objective's own figures (beta-TCVAE's terms, the adversarial stage's) come along.
+            micro_loss, micro_rec, micro_kl, *micro_extra = torch.stack(
+                [out.loss, out.reconstruction.mean(), out.mean_kl, *out.extra.values()]).detach().tolist()
             loss, rec, kl = loss + micro_loss / group, rec + micro_rec / group, kl + micro_kl / group
-            if out.extra:   # an objective's own figures (beta-TCVAE's terms): logged with the step
-                for name, value in zip(out.extra, torch.stack(list(out.extra.values())).detach().tolist()):
-                    extra[name] = extra.get(name, 0.0) + value / group
+            for name, value in zip(out.extra, micro_extra):
+                extra[name] = extra.get(name, 0.0) + value / group
         self._call("after_backward")
         # The gradient norm costs ~10% of a small model's step on CPU, so it is taken only when
         # clipping needs it or the step is logged. Non-finite gradients that slip through show up
@@ -383,7 +383,7 @@ class Trainer:
         else:
             if self.resume:
                 self.echo(f"{self.run_dir} has no checkpoint yet: starting it over from step 0")
-            torch.manual_seed(recipe.seed + ctx.rank)  # distinct noise per rank; weights were seeded alike
+            seed_global_generators(recipe.seed + ctx.rank)  # distinct noise per rank; weights were seeded alike
 
         self.log = MetricsLog(self.run_dir, ctx.is_main, cfg.tensorboard, resumed_at=self.state.step if checkpoint else None)
         for event in events:
