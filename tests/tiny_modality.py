@@ -18,6 +18,7 @@ from torch.utils.data import TensorDataset
 
 import vaezoo
 from vaezoo import Gaussian, Modality, option
+from vaezoo.nn import append_condition
 
 
 @dataclass
@@ -43,17 +44,17 @@ def make_points(n: int, dim: int, noise: float, seed: int) -> torch.Tensor:
 
 
 class Encoder(nn.Module):
-    def __init__(self, dim: int, hidden: int, latent: int):
+    def __init__(self, dim: int, hidden: int, latent: int, condition_dim: int = 0):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.Tanh(), nn.Linear(hidden, 2 * latent))
+        self.net = nn.Sequential(nn.Linear(dim + condition_dim, hidden), nn.Tanh(), nn.Linear(hidden, 2 * latent))
 
     def forward(self, batch):
-        mean, logvar = self.net(batch["x"]).chunk(2, -1)
+        mean, logvar = self.net(append_condition(batch["x"], batch)).chunk(2, -1)
         return mean, logvar
 
 
 class Decoder(nn.Module):
-    def __init__(self, dim: int, hidden: int, latent: int):
+    def __init__(self, dim: int, hidden: int, latent: int):   # latent: the decoder's input size
         super().__init__()
         self.net = nn.Sequential(nn.Linear(latent, hidden), nn.Tanh(), nn.Linear(hidden, dim))
         self.log_scale = nn.Parameter(torch.zeros(dim))
@@ -80,10 +81,10 @@ class TinyVectors(Modality):
         return {"x": torch.stack([e[0] for e in examples])}
 
     def build_encoder(self):
-        return Encoder(self.recipe.data.dim, self.recipe.model.hidden, self.recipe.latent.dim)
+        return Encoder(self.recipe.data.dim, self.recipe.model.hidden, self.recipe.latent.dim, self.encoder_condition_dim)
 
     def build_decoder(self):
-        return Decoder(self.recipe.data.dim, self.recipe.model.hidden, self.recipe.latent.dim)
+        return Decoder(self.recipe.data.dim, self.recipe.model.hidden, self.decoder_input_dim)
 
     def load_inputs(self, items):
         rows = []
@@ -199,3 +200,17 @@ class PlaneDecoder(Decoder):
 TINY_GAN_RECIPE = (TINY_RECIPE.replace("tiny_modality:TinyVectors", "tiny_modality:TinyImages")
                    .replace("dim = 6", "dim = 16")
                    + "\n[adversarial]\nenabled = true\nstart_step = 4\nchannels = 4\n")
+
+
+class OldLabelledTiny(LabelledTiny):
+    """LabelledTiny as a plugin written for plugin API 1.3: refused for conditional recipes."""
+
+    api_version = (1, 3)
+
+
+class OutOfRangeTiny(LabelledTiny):
+    """LabelledTiny without class names: a recipe may claim fewer classes than its labels hold."""
+
+    @property
+    def label_names(self):
+        return None

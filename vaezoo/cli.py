@@ -8,6 +8,7 @@ answer at once. `tests/test_cli_startup.py` keeps torch out of them;
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
@@ -75,6 +76,28 @@ SEED = click.option("--seed", type=int, default=0, show_default=True,
                     help="Seeds every random draw, so the same command writes the same files.")
 # Commands that walk a split set vaezoo.core.progress.progress_bars(not no_progress) around that walk.
 NO_PROGRESS = click.option("--no-progress", is_flag=True, help="No progress bar.")
+INPUT_CLASS = click.option("--condition", "input_class", metavar="NAME|ID",
+                           help="Conditional runs: the class of the inputs (required for INPUTS read from the "
+                                "command line, which carry none; replaces a split's own classes).")
+
+
+def _class_of(run, value: str | None, option: str) -> int | None:
+    """The class id ``value`` names (a name or an id) for a conditional run; None when not given.
+    A run that is not conditional refuses it."""
+    if value is None:
+        return None
+    if run.vae.condition is None:
+        raise InputError(f"{option} {value}: {run.path} is not a conditional run (its recipe does not set "
+                         "[condition] enabled = true); drop the option")
+    try:
+        return run.vae.condition.lookup(value)
+    except InputError as err:
+        raise InputError(f"{option}: {err}") from None
+
+
+def _with_class(run, batch, class_id: int | None):
+    """``batch`` with every example of class ``class_id`` (unchanged when None)."""
+    return batch if class_id is None else run.vae.condition.labelled(batch, class_id)
 
 
 def opens_a_run(command):
@@ -219,13 +242,16 @@ def train(recipe: str | None, overrides, run_dir: Path | None, resume: Path | No
 @click.option("--temperature", type=FiniteFloatRange(min=0, min_open=True), default=1.0, show_default=True,
               help="Scale of the spread: the prior's standard deviation, or (gmm) each component's spread "
                    "around its mean.")
+@click.option("--condition", "conditions", multiple=True, metavar="NAME|ID|all",
+              help="Conditional runs: the class to sample, by name or id (repeatable), or all (the default): "
+                   "the same N latents decoded once per class, a file set per class.")
 @SEED
 @click.option("--out", **OUTPUT_DIR, help="Output folder (default: RUN_DIR/samples).")
 @NO_PROGRESS
 @opens_a_run
 def sample(run_dir: Path, count: int, sampler: str, components: int | None, refit: bool, max_examples: int | None,
-           temperature: float, seed: int, out: Path | None, no_progress: bool, weights: str, overrides,
-           device: str) -> None:
+           temperature: float, conditions: tuple[str, ...], seed: int, out: Path | None, no_progress: bool,
+           weights: str, overrides, device: str) -> None:
     """Draw samples and write them with the modality's writer (PNG, text, WAV ...).
 
     --sampler prior (the default) decodes z ~ N(0, temperature^2 I): files samples-tT-seedS.
@@ -234,16 +260,28 @@ def sample(run_dir: Path, count: int, sampler: str, components: int | None, refi
     than the prior does: files samples-gmm-tT-seedS. The first use encodes the training split
     and fits the mixture, saved in the run; later uses load it, and fit it again when the
     weights, K or the example cap changed, or when told to (--refit).
+
+    A conditional run decodes the same latents once per class asked for (--condition), into
+    STEM-classII-NAME files.
     """
     if sampler == "prior" and (components is not None or refit or max_examples is not None):
         raise InputError("--components, --refit and --max-examples apply to --sampler gmm only")
     import torch
 
+    from vaezoo.train.samples import write_decoded
+
     run = _open(run_dir, weights, overrides, device)
+    classes: list[int] | None = None
+    if conditions and "all" not in conditions:
+        classes = list(dict.fromkeys(cast(int, _class_of(run, value, "--condition")) for value in conditions))
+    elif conditions:
+        _class_of(run, "0", "--condition")   # refuses "all" for a run that is not conditional
     if sampler == "prior":
         generator = torch.Generator(run.device).manual_seed(seed)
         torch.manual_seed(seed)
-        _, px = run.vae.sample(count, temperature=temperature, generator=generator)
+        p = next(run.vae.parameters())
+        with torch.no_grad():
+            z = run.vae.prior.sample(count, temperature=temperature, generator=generator, device=p.device, dtype=p.dtype)
         stem = f"samples-t{temperature:g}-seed{seed}"
     else:
         from vaezoo.analysis.samplers import DEFAULT_COMPONENTS, DEFAULT_MAX_EXAMPLES, FILE, gmm_for_run
@@ -259,10 +297,8 @@ def sample(run_dir: Path, count: int, sampler: str, components: int | None, refi
         # z is drawn on the CPU, so one seed gives the same latents on every device.
         z = mixture.sample(count, generator=torch.Generator().manual_seed(seed), temperature=temperature)
         torch.manual_seed(seed)
-        with torch.no_grad():
-            px = run.vae.decode(z.to(run.device, next(run.vae.parameters()).dtype))
         stem = f"samples-gmm-t{temperature:g}-seed{seed}"
-    _echo_files(run.modality.write_samples(px, _out_dir(run, out) / stem))
+    _echo_files(write_decoded(run.vae, run.modality, z, _out_dir(run, out) / stem, classes))
 
 
 def _inputs_or_split(run, inputs, split: str, n: int):
@@ -280,18 +316,32 @@ def _inputs_or_split(run, inputs, split: str, n: int):
               help="Examples taken from --split when no INPUTS are given.")
 @click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True)
 @click.option("--out", **OUTPUT_DIR, help="Output folder (default: RUN_DIR/samples).")
+@INPUT_CLASS
+@click.option("--as", "as_class", metavar="NAME|ID",
+              help="Conditional runs: decode every input as this class (style transfer: each input's code, "
+                   "another class); default: each input's own class.")
 @SEED
 @opens_a_run
-def reconstruct(run_dir: Path, inputs, count: int, split: str, out: Path | None, seed: int, weights: str, overrides,
-                device: str) -> None:
-    """Encode INPUTS (files or strings, as the modality reads them) or examples of a split, and decode them."""
+def reconstruct(run_dir: Path, inputs, count: int, split: str, out: Path | None, input_class: str | None,
+                as_class: str | None, seed: int, weights: str, overrides, device: str) -> None:
+    """Encode INPUTS (files or strings, as the modality reads them) or examples of a split, and decode them.
+
+    A conditional run decodes each input with its own class, or with --as NAME: files
+    reconstructions-as-classII-NAME.
+    """
     import torch
 
+    from vaezoo.train.samples import class_stem
+
     run = _open(run_dir, weights, overrides, device)
+    own, target = _class_of(run, input_class, "--condition"), _class_of(run, as_class, "--as")
     torch.manual_seed(seed)
-    batch = _inputs_or_split(run, inputs, split, count)
-    _, px = run.vae.reconstruct(batch)
-    _echo_files(run.modality.write_reconstructions(batch, px, _out_dir(run, out) / "reconstructions"))
+    batch = _with_class(run, _inputs_or_split(run, inputs, split, count), own)
+    _, px = run.vae.reconstruct(batch, condition=target)
+    stem = _out_dir(run, out) / "reconstructions"
+    if target is not None:
+        stem = class_stem(stem.with_name("reconstructions-as"), run.vae.condition, target)
+    _echo_files(run.modality.write_reconstructions(batch, px, stem))
 
 
 @main.command()
@@ -303,28 +353,37 @@ def reconstruct(run_dir: Path, inputs, count: int, split: str, out: Path | None,
               help="Paths between consecutive examples of --split when no INPUTS are given.")
 @click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True)
 @click.option("--out", **OUTPUT_DIR, help="Output folder (default: RUN_DIR/samples).")
+@INPUT_CLASS
+@click.option("--as", "as_class", metavar="NAME|ID",
+              help="Conditional runs: decode the whole path as this class; default: the class moves from A's "
+                   "to B's along the path (each end is its input's reconstruction).")
 @SEED
 @opens_a_run
 def interpolate(run_dir: Path, inputs, steps: int, method: str, pairs: int, split: str, out: Path | None,
-                seed: int, weights: str, overrides, device: str) -> None:
+                input_class: str | None, as_class: str | None, seed: int, weights: str, overrides, device: str) -> None:
     """Walk the latent space between two inputs (INPUT_A INPUT_B), or between pairs of a split."""
     import torch
 
     from vaezoo.core.batches import slice_batch, to_device
     from vaezoo.core.data import first_examples
+    from vaezoo.train.samples import class_stem
 
     run = _open(run_dir, weights, overrides, device)
+    own, target = _class_of(run, input_class, "--condition"), _class_of(run, as_class, "--as")
     torch.manual_seed(seed)
     if inputs:
         if len(inputs) != 2:
             raise InputError(f"interpolate takes two inputs (A and B), got {len(inputs)}")
         both = to_device(run.modality.load_inputs(list(inputs)), run.device)
-        a, b = slice_batch(both, slice(0, 1)), slice_batch(both, slice(1, 2))
     else:
         both = to_device(first_examples(run.modality.dataset(split), run.modality.collate, 2 * pairs), run.device)
-        a, b = slice_batch(both, slice(0, None, 2)), slice_batch(both, slice(1, None, 2))
-    _, px = run.vae.interpolate(a, b, steps=steps, method=method)
-    _echo_files(run.modality.write_interpolations(px, steps, _out_dir(run, out) / f"interpolation-{method}"))
+    both = _with_class(run, both, own)
+    a, b = slice_batch(both, slice(0, None, 2)), slice_batch(both, slice(1, None, 2))
+    _, px = run.vae.interpolate(a, b, steps=steps, method=method, condition=target)
+    stem = _out_dir(run, out) / f"interpolation-{method}"
+    if target is not None:
+        stem = class_stem(stem.with_name(f"{stem.name}-as"), run.vae.condition, target)
+    _echo_files(run.modality.write_interpolations(px, steps, stem))
 
 
 @main.command()
@@ -337,10 +396,13 @@ def interpolate(run_dir: Path, inputs, steps: int, method: str, pairs: int, spli
               help="Base point: zeros, the posterior point of an example (test:0), or an input the modality reads.")
 @click.option("--relative", is_flag=True, help="Sweep the base's own value +- SPAN instead of -SPAN ... +SPAN.")
 @click.option("--out", **OUTPUT_DIR, help="Output folder (default: RUN_DIR/samples).")
+@click.option("--condition", "input_class", metavar="NAME|ID",
+              help="Conditional runs: the class decoded (and given to an INPUT base); default: the base "
+                   "example's own class, or the first class from zeros.")
 @SEED
 @opens_a_run
 def traverse(run_dir: Path, dims: str | None, steps: int, span: float, source: str, relative: bool, out: Path | None,
-             seed: int, weights: str, overrides, device: str) -> None:
+             input_class: str | None, seed: int, weights: str, overrides, device: str) -> None:
     """Latent traversals: one row per latent dimension, swept while the others stay at a base point.
 
     The rows are decoded and written with the modality's interpolation writer (a PNG grid,
@@ -351,12 +413,14 @@ def traverse(run_dir: Path, dims: str | None, steps: int, span: float, source: s
     from vaezoo.analysis.traversal import parse_dims, traverse_run
 
     run = _open(run_dir, weights, overrides, device)
+    class_id = _class_of(run, input_class, "--condition")
     torch.manual_seed(seed)
     result = traverse_run(run, dims=parse_dims(dims, run.vae.latent_dim), steps=steps, span=span, source=source,
-                          relative=relative, out_dir=out)
+                          relative=relative, out_dir=out, condition=class_id)
     low, high = result.values[0], result.values[-1]
     sweep = f"base {low:g} ... base +{high:g}" if relative else f"{low:g} ... {high:g}"
-    click.echo(f"rows: z{', z'.join(map(str, result.dims))} (values {sweep}, {steps} steps, from {source})")
+    of_class = "" if result.condition is None else f", class {run.vae.condition.names[result.condition]}"
+    click.echo(f"rows: z{', z'.join(map(str, result.dims))} (values {sweep}, {steps} steps, from {source}{of_class})")
     _echo_files(result.files)
 
 
@@ -406,13 +470,17 @@ def eval_(run_dir: Path, split: str | None, iw_samples, max_examples, batch_size
 @click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True)
 @click.option("--max-examples", type=click.IntRange(1), help="Encode at most this many examples of the split.")
 @click.option("--out", **OUTPUT_FILE, help="Output file (default: RUN_DIR/latents-SPLIT.safetensors).")
+@click.option("--condition", "input_class", metavar="NAME|ID",
+              help="Conditional runs: the class of the INPUTS (which carry none); a split's examples have their own.")
 @NO_PROGRESS
 @opens_a_run
-def encode(run_dir: Path, inputs, split: str, max_examples, out: Path | None, no_progress: bool, weights: str, overrides,
-           device: str) -> None:
+def encode(run_dir: Path, inputs, split: str, max_examples, out: Path | None, input_class: str | None,
+           no_progress: bool, weights: str, overrides, device: str) -> None:
     """Write posterior means and log-variances of INPUTS or a split to a safetensors file.
 
-    Tensors: "mean" and "logvar" [N, D], and any integer "label" the batches carry.
+    Tensors: "mean" and "logvar" [N, D], and any integer "label" the batches carry; for a
+    conditional run also "condition" [N], each example's class (the metadata's
+    "condition_names" lists the names, as JSON).
     """
     from safetensors.torch import save_file
 
@@ -421,19 +489,28 @@ def encode(run_dir: Path, inputs, split: str, max_examples, out: Path | None, no
     from vaezoo.core.progress import progress_bars
 
     run = _open(run_dir, weights, overrides, device)
+    class_id = _class_of(run, input_class, "--condition")
+    if class_id is not None and not inputs:
+        raise InputError(f"--condition {input_class}: gives the class of INPUTS; the {split} split's examples "
+                         "carry their own")
     with progress_bars(not no_progress):
         if inputs:
-            latents = encode_batches(run.vae, [run.modality.load_inputs(list(inputs))], run.device)
+            batch = _with_class(run, run.modality.load_inputs(list(inputs)), class_id)
+            latents = encode_batches(run.vae, [batch], run.device)
             default = run.path / "latents-inputs.safetensors"
         else:
             latents = encode_split(run, split, max_examples)
             default = run.path / f"latents-{split}.safetensors"
     tensors = {"mean": latents.mean, "logvar": latents.logvar}
+    metadata = {"run": str(run.path), "split": "inputs" if inputs else split}
     if latents.label is not None:
         tensors["label"] = latents.label
+    if latents.condition is not None:
+        tensors["condition"] = latents.condition
+        metadata["condition_names"] = json.dumps(run.vae.condition.names)
     path = out or default
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"run": str(run.path), "split": "inputs" if inputs else split})
+        save_file(tensors, str(tmp), metadata=metadata)
     click.echo(f"wrote {path} ({tensors['mean'].shape[0]} x {tensors['mean'].shape[1]})")
 
 
@@ -524,24 +601,28 @@ def disentanglement(run_dir: Path, split: str, max_examples: int, bins: int, dci
               help="CSV with the header input,label (1 = anomalous, 0 = normal; the rows of an input that "
                    "holds several as INPUT:0, INPUT:1 ...): print and save the ROC AUC.")
 @click.option("--out", **OUTPUT_FILE, help="Scores CSV (default: RUN_DIR/scores.csv).")
+@INPUT_CLASS
 @SEED
 @NO_PROGRESS
 @opens_a_run
 def score(run_dir: Path, inputs, k: int, split: str, max_examples, labels_path: Path | None, out: Path | None,
-          seed: int, no_progress: bool, weights: str, overrides, device: str) -> None:
+          input_class: str | None, seed: int, no_progress: bool, weights: str, overrides, device: str) -> None:
     """Anomaly score of INPUTS or of a split: higher means less likely under the model.
 
     Writes a CSV (input, score in nats). An input that holds several rows (a CSV table for
     the tabular modality) gets a score per row, named INPUT:0, INPUT:1 ...; --labels names
     them the same way. With --labels also the ROC AUC of telling the anomalous inputs from
-    the normal ones, beside the CSV as .json.
+    the normal ones, beside the CSV as .json. A conditional run scores -log p(x|c) (or the
+    -ELBO given c) with each example's class, or the class --condition names.
     """
     from vaezoo.core.progress import progress_bars
     from vaezoo.analysis.scoring import save_scores, score_run
 
     run = _open(run_dir, weights, overrides, device)
+    class_id = _class_of(run, input_class, "--condition")
     with progress_bars(not no_progress):
-        result = score_run(run, inputs, split=split, k=k, max_examples=max_examples, seed=seed, labels_path=labels_path)
+        result = score_run(run, inputs, split=split, k=k, max_examples=max_examples, seed=seed, labels_path=labels_path,
+                           condition=class_id)
     rows = len(result.names)
     of_inputs = f" rows of {len(inputs)} inputs" if inputs and rows != len(inputs) else " inputs"
     click.echo(f"scored {rows}{of_inputs} by {result.kind}")

@@ -23,6 +23,7 @@ class Latents:
     logvar: torch.Tensor               # [N, D] posterior log-variances
     label: torch.Tensor | None = None  # [N] integer classes, when every batch carried "label"
     point: torch.Tensor | None = None  # [N, D] the z that stands for each posterior, when it is not the mean (IAF)
+    condition: torch.Tensor | None = None  # [N] each example's class, for a conditional model
 
     def __len__(self) -> int:
         return len(self.mean)
@@ -36,10 +37,13 @@ class Latents:
 
 @torch.no_grad()
 def encode_batches(vae, batches: Iterable[Batch], device, *, total: int | None = None) -> Latents:
-    means, logvars, labels, points = [], [], [], []
+    means, logvars, labels, points, conditions = [], [], [], [], []
     count = 0
     for batch in progress(batches, desc="encoding", total=total):
-        q = vae.encode(to_device(batch, device))
+        batch = to_device(batch, device)
+        q = vae.encode(batch)
+        if vae.condition is not None:
+            conditions.append(vae.conditions(batch).cpu())
         means.append(q.mean.float().cpu())
         logvars.append(q.logvar.float().cpu())
         if q.point is not q.mean:
@@ -52,7 +56,8 @@ def encode_batches(vae, batches: Iterable[Batch], device, *, total: int | None =
         raise InputError("nothing to encode: the split (or the list of inputs) is empty")
     # Labels count only when every batch had them; a partial column would misalign.
     label = torch.cat(labels) if len(labels) == count else None
-    return Latents(torch.cat(means), torch.cat(logvars), label, torch.cat(points) if points else None)
+    return Latents(torch.cat(means), torch.cat(logvars), label, torch.cat(points) if points else None,
+                   torch.cat(conditions) if conditions else None)
 
 
 def encode_split(run, split: str, max_examples: int | None = None) -> Latents:

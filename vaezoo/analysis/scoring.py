@@ -180,8 +180,10 @@ def save_scores(result: ScoreResult, path: Path, labels_path: Path | None = None
 
 
 def score_run(run, inputs: Sequence[str], *, split: str = "test", k: int = 0, max_examples: int | None = None,
-              seed: int = 0, labels_path: Path | None = None) -> ScoreResult:
-    """Score every row of INPUTS (read by the plugin's ``load_inputs``, a batch at a time) or of a split."""
+              seed: int = 0, labels_path: Path | None = None, condition: int | None = None) -> ScoreResult:
+    """Score every row of INPUTS (read by the plugin's ``load_inputs``, a batch at a time) or of a split.
+    A conditional model scores -log p(x|c) with each row's class, or with class ``condition``
+    for every row (inputs read from the command line have none of their own)."""
     from vaezoo.core.data import batches_in, split_batches
 
     size = run.recipe.eval.batch_size
@@ -199,6 +201,8 @@ def score_run(run, inputs: Sequence[str], *, split: str = "test", k: int = 0, ma
     else:
         batches = split_batches(run.modality, split, size, max_examples)
         total = batches_in(run.modality, split, size, max_examples)
+    if condition is not None:
+        batches = (run.vae.condition.labelled(batch, condition) for batch in batches)
     scores = anomaly_scores(run.vae, batches, run.device, k=k, chunk_size=run.recipe.eval.chunk_size, seed=seed,
                             total=total)
     if not inputs:

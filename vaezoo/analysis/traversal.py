@@ -29,12 +29,13 @@ _EXAMPLE = re.compile(r"^(train|validation|test):(\d+)$")
 
 @torch.no_grad()
 def latent_traversal(vae, z: torch.Tensor | None = None, *, steps: int = 9, span: float = 3.0,
-                     dims: list[int] | None = None, relative: bool = False):
+                     dims: list[int] | None = None, relative: bool = False, condition: int | None = None):
     """Decode ``z`` with one latent dimension at a time swept over ``steps`` values.
 
     ``z`` is the ``[D]`` base point (default: zeros, the standard prior's mean); ``dims`` the
     dimensions to sweep (default: all). The swept dimension takes the values -span ... span,
-    or ``z[d]`` - span ... ``z[d]`` + span with ``relative``. Returns ``(latents, p(x|latents))``
+    or ``z[d]`` - span ... ``z[d]`` + span with ``relative``; ``condition`` is the class a
+    conditional VAE decodes with. Returns ``(latents, p(x|latents))``
     with ``len(dims) * steps`` latents, row-major: the ``steps`` values of the first dimension first.
     """
     if steps < 1:
@@ -51,7 +52,7 @@ def latent_traversal(vae, z: torch.Tensor | None = None, *, steps: int = 9, span
     latents = base.repeat(len(dims) * steps, 1)
     for row, d in enumerate(dims):
         latents[row * steps : (row + 1) * steps, d] = offsets + (base[d] if relative else 0)
-    return latents, vae.decode(latents)
+    return latents, vae.decode(latents, condition)
 
 
 def parse_dims(text: str | None, latent_dim: int) -> list[int]:
@@ -75,14 +76,17 @@ def parse_dims(text: str | None, latent_dim: int) -> list[int]:
     return dims
 
 
-def base_point(run: Run, source: str) -> tuple[torch.Tensor | None, str]:
-    """The base of a traversal and a tag for file names: ``zeros`` (None), ``SPLIT:INDEX`` (the
-    posterior point of that example) or an input the modality reads (a file, a sentence)."""
+def base_point(run: Run, source: str, condition: int | None = None) -> tuple[torch.Tensor | None, str, int | None]:
+    """The base of a traversal, a tag for file names and the class a conditional run decodes
+    with: ``zeros`` (None), ``SPLIT:INDEX`` (the posterior point of that example, of its own
+    class unless ``condition`` is given) or an input the modality reads (a file, a sentence),
+    of class ``condition``."""
     from vaezoo.core.batches import to_device
     from vaezoo.core.data import dataset_length, examples_at
 
+    c = run.vae.condition
     if source == ZEROS:
-        return None, ZEROS
+        return None, ZEROS, (condition or 0) if c is not None else None
     match = _EXAMPLE.match(source)
     if match:
         split, index = match[1], int(match[2])
@@ -96,9 +100,13 @@ def base_point(run: Run, source: str) -> tuple[torch.Tensor | None, str]:
         count = len(batch["x"])
         if count != 1:
             raise InputError(f"--from {source}: it holds {count} examples; a traversal starts from one")
+    if c is not None and condition is not None:
+        batch = c.labelled(batch, condition)
+    batch = to_device(batch, run.device)
     with torch.no_grad():
-        q = run.vae.encode(to_device(batch, run.device))
-    return getattr(q, "point", q.mean)[0], tag
+        q = run.vae.encode(batch)
+        own = run.vae.conditions(batch) if c is not None else None
+    return getattr(q, "point", q.mean)[0], tag, None if own is None else int(own[0])
 
 
 def writer_of(modality):
@@ -120,16 +128,24 @@ class Traversal:
     relative: bool
     source: str
     files: list[Path]
+    condition: int | None = None  # the class a conditional run decoded with
 
 
 def traverse_run(run: Run, *, dims: list[int] | None = None, steps: int = 9, span: float = 3.0,
-                 source: str = ZEROS, relative: bool = False, out_dir: Path | None = None) -> Traversal:
+                 source: str = ZEROS, relative: bool = False, out_dir: Path | None = None,
+                 condition: int | None = None) -> Traversal:
     """Sweep ``dims`` of the run's latent around the base ``source`` and write the grid with the
-    modality's writer, as ``OUT/traversal-TAG`` (TAG: zeros, SPLIT-INDEX or input)."""
-    z, tag = base_point(run, source)
+    modality's writer, as ``OUT/traversal-TAG`` (TAG: zeros, SPLIT-INDEX or input; a conditional
+    run adds the class it decoded with, ``condition`` or the base's own)."""
+    from vaezoo.train.samples import class_stem
+
+    z, tag, class_id = base_point(run, source, condition)
     dims = list(range(run.vae.latent_dim)) if dims is None else dims
-    _, px = latent_traversal(run.vae, z, steps=steps, span=span, dims=dims, relative=relative)
+    _, px = latent_traversal(run.vae, z, steps=steps, span=span, dims=dims, relative=relative, condition=class_id)
     folder = out_dir if out_dir is not None else run.path / "samples"
-    files = writer_of(run.modality)(px, steps, folder / f"traversal-{tag}")
+    stem = folder / f"traversal-{tag}"
+    if run.vae.condition is not None and class_id is not None:
+        stem = class_stem(stem, run.vae.condition, class_id)
+    files = writer_of(run.modality)(px, steps, stem)
     values = torch.linspace(-span, span, steps).tolist()
-    return Traversal(dims, values, relative, source, files)
+    return Traversal(dims, values, relative, source, files, class_id)

@@ -117,6 +117,30 @@ class AdversarialConfig:
 
 
 @dataclass
+class ConditionConfig:
+    enabled: bool = option(False, help="a class-conditional VAE (Sohn et al. 2015): the decoder models p(x|z, c), "
+                           "the encoder optionally q(z|x, c); the core embeds the class c and hands the decoder z "
+                           "with the embedding appended")
+    key: str = option("label", help="the batch key holding each example's class (integers 0 .. classes-1)")
+    classes: int = option(0, min=0, help="how many classes (0 = the number of the data's class names, resolved "
+                          "when training starts and written into the run's recipe)")
+    names: list[str] = option([], help="the class names, index i -> name (empty = the data's names, or the ids "
+                              "0 .. classes-1 when it has none); `vaezoo sample --condition NAME` takes them")
+    embedding_dim: int = option(16, min=1, help="size of the learned class embedding")
+    encoder: bool = option(True, help="the encoder sees the class too, q(z|x, c), so z is free to hold what the "
+                           "class does not; false = q(z|x), only the decoder is conditional")
+
+    def check(self) -> None:
+        if not self.key:
+            raise ValueError("key: expected the name of a batch key, got an empty string")
+        if self.classes and self.names and len(self.names) != self.classes:
+            raise ValueError(f"names: {len(self.names)} names for classes = {self.classes}; give one per class")
+        if len(set(self.names)) != len(self.names):
+            repeated = sorted({n for n in self.names if self.names.count(n) > 1})
+            raise ValueError(f"names: each name must be distinct, {repeated} repeat")
+
+
+@dataclass
 class TrainConfig:
     epochs: int = option(10, min=1, help="passes over the training split")
     max_steps: int = option(0, min=0, help="stop after this many optimiser steps (0 = no cap)")
@@ -173,6 +197,7 @@ CORE_SECTIONS: dict[str, type] = {
     "posterior": PosteriorConfig,
     "objective": ObjectiveConfig,
     "adversarial": AdversarialConfig,
+    "condition": ConditionConfig,
     "train": TrainConfig,
     "eval": EvalConfig,
 }
@@ -189,6 +214,7 @@ class Recipe:
     posterior: PosteriorConfig
     objective: ObjectiveConfig
     adversarial: AdversarialConfig
+    condition: ConditionConfig
     train: TrainConfig
     eval: EvalConfig
     sections: dict[str, Any] = field(default_factory=dict)   # the modality's own sections
@@ -295,7 +321,7 @@ def parse_recipe(
 def combination_problems(sections: dict[str, Any], source: str) -> list[RecipeError]:
     """Choices that each parse but do not go together (prior, posterior, objective)."""
     prior, posterior, objective = sections["prior"], sections["posterior"], sections["objective"]
-    adversarial = sections["adversarial"]
+    adversarial, condition = sections["adversarial"], sections["condition"]
     problems = []
     if objective.free_bits > 0 and (prior.kind != "standard" or posterior.kind != "diagonal"):
         problems.append(RecipeError(
@@ -317,6 +343,11 @@ def combination_problems(sections: dict[str, Any], source: str) -> list[RecipeEr
         problems.append(RecipeError(
             source, "[adversarial] after_kl_warmup",
             f"a {objective.kl_schedule!r} KL schedule has no end of warm-up; use start_step, or kl_schedule = 'linear'"))
+    if condition.enabled and condition.encoder and prior.kind == "vamp":
+        problems.append(RecipeError(
+            source, "[condition] encoder",
+            "true cannot go with prior.kind = 'vamp': the VampPrior encodes its pseudo-inputs, which carry no "
+            "class; set encoder = false (only the decoder sees the class) or use prior.kind = 'mog'"))
     return problems
 
 

@@ -136,7 +136,7 @@ class AdversarialObjective(Objective):
         fakes = [fake]
         if o.prior_samples:
             z = self.vae.prior.sample(n, device=fake.device, dtype=fake.dtype)
-            fakes.append(self.vae.decode(z).mean)
+            fakes.append(self.vae.decode(z, self.vae.conditions(batch)).mean)   # a conditional VAE: the batch's classes
         d = self.discriminator
         real_out, fake_outs = d(real), [d(f) for f in fakes]
         adversarial = torch.stack([generator_loss(o.loss, f) for f in fake_outs]).mean()

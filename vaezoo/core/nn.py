@@ -15,6 +15,8 @@
 - ``mlp``: fully connected layers with an activation between them.
 - ``PatchDiscriminator``, ``MultiScaleDiscriminator``, ``build_discriminator``: the generic
   discriminators of the adversarial stage (``vaezoo.core.discriminators``).
+- ``append_condition``: an encoder's features with the embedded class of a conditional
+  recipe appended (``vaezoo.core.conditions``).
 
 The image and audio plugins build their conv networks from these blocks.
 """
@@ -27,6 +29,7 @@ from typing import Callable, ClassVar, Literal
 import torch
 from torch import nn
 
+from vaezoo.core.conditions import append_condition
 from vaezoo.core.discriminators import MultiScaleDiscriminator, PatchDiscriminator, build_discriminator
 
 ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "silu": nn.SiLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh}
@@ -35,7 +38,7 @@ Size = tuple[int, int]
 
 __all__ = ["ACTIVATIONS", "Resample", "Size", "ConvSpec", "halved", "plane_sizes", "ConvBlock", "ResidualBlock",
            "stage_lengths", "ConvBlock1d", "ResidualBlock1d", "mlp", "PseudoInputs", "PatchDiscriminator",
-           "MultiScaleDiscriminator", "build_discriminator"]
+           "MultiScaleDiscriminator", "build_discriminator", "append_condition"]
 
 
 @dataclass(frozen=True)

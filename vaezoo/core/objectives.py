@@ -165,7 +165,8 @@ def _importance_weights(vae: "VAE", batch: Batch, k: int, posterior: Any, beta: 
     z, log_q = q.rsample_with_log_prob((k,))              # [k, N, D], [k, N]
     n = z.shape[1]
     repeated = repeat_batch(batch, k)
-    px = vae.decode(z.reshape(k * n, -1))
+    classes = vae.conditions(batch)                       # [N] for a conditional VAE: each sample keeps its class
+    px = vae.decode(z.reshape(k * n, -1), None if classes is None else classes.repeat(k))
     log_px = px.log_prob(repeated["x"], repeated.get("mask")).view(k, n)
     log_ratio = vae.prior.log_prob(z) - log_q
     return log_px + beta * log_ratio, log_px, px

@@ -6,8 +6,11 @@ not checked for existence, so a plugin whose ``example_batch`` needs no data pas
 machine without its data sets. The check builds an instance with a fresh temporary run
 directory, asks it for ``example_batch(n)``, builds the encoder and decoder, and runs what
 training runs: the ELBO through the core objective, one backward pass, and a 2-sample
-importance-weighted pass (the decoder then sees ``M = 2 * N`` latents). Each stage that
-fails is reported as one line naming the stage.
+importance-weighted pass (the decoder then sees ``M = 2 * N`` latents). A plugin written for
+plugin API 1.4 or later is also built for a conditional recipe (``[condition]`` on, three
+classes given to the example batch): the decoder must take ``decoder_input_dim`` inputs, the
+encoder must accept ``batch["condition"]``, and a different class must change the decoder's
+output for the same z. Each stage that fails is reported as one line naming the stage.
 """
 
 from __future__ import annotations
@@ -23,16 +26,18 @@ import torch
 from torch import nn
 
 from vaezoo.core.batches import Batch
+from vaezoo.core.conditions import ClassCondition
 from vaezoo.core.discriminators import verdicts_problem
 from vaezoo.core.errors import VaezooError
 from vaezoo.core.model import VAE, make_vae
 from vaezoo.core.objectives import elbo_objective, log_importance_weights
-from vaezoo.plugin.protocol import ApiVersion, Modality
+from vaezoo.plugin.protocol import CONDITION_API, ApiVersion, Modality
 from vaezoo.plugin.registry import get_modality, plugin_info
 from vaezoo.config.recipe import Recipe, apply_overrides
 from vaezoo.plugin.recipes import build_recipe
 
 IWAE_SAMPLES = 2
+CHECK_CLASSES = 3      # classes of the conditional stage's made-up labels
 
 
 class PluginCheckError(VaezooError):
@@ -54,6 +59,7 @@ class CheckReport:
     decoder_parameters: int = 0
     loss: float = math.nan
     elbo: float = math.nan
+    conditional: bool = False     # the conditional stage ran (plugin API 1.4 or later)
 
     def lines(self) -> list[str]:
         dist = f"{self.distribution} {self.version}" if self.distribution else "no distribution"
@@ -64,7 +70,8 @@ class CheckReport:
             f"    encoder: {self.encoder_parameters:,} parameters -> mean, logvar [N, {self.latent_dim}]",
             f"    decoder: {self.decoder_parameters:,} parameters; log_prob per example, also for M = {IWAE_SAMPLES} * N",
             f"    loss {self.loss:.4f} (ELBO {self.elbo:.4f} nats per example); gradients reach encoder and decoder",
-        ]
+        ] + ([f"    conditional: decoder takes z + class embedding; the class changes its output ({CHECK_CLASSES} classes)"]
+             if self.conditional else [])
 
 
 def _merge(base: dict, extra: dict) -> dict:
@@ -196,6 +203,8 @@ def check_plugin(name: str, overrides: Sequence[str] = (), *, batch_size: int = 
     ``RecipeError`` before the plugin is built) with one line saying what is wrong."""
     info = plugin_info(name)
     recipe = default_recipe(name, overrides)
+    conditional = copy.deepcopy(recipe)
+    recipe.condition.enabled = False     # the plain model first; the conditional stage below turns it on
     cls = get_modality(name)
     stages = _Stages(name)
     report = CheckReport(name, info.distribution, info.version, info.api_version, info.location,
@@ -219,7 +228,38 @@ def check_plugin(name: str, overrides: Sequence[str] = (), *, batch_size: int = 
         report.loss, report.elbo = _check_training_step(vae, batch, stages)
         if type(modality).build_discriminator is not Modality.build_discriminator:
             _check_discriminator(modality, recipe, batch, stages)
+        if info.api_version is not None and info.api_version >= CONDITION_API and modality.uses_latent:
+            _check_condition(cls, conditional, Path(run_dir), batch, stages)
+            report.conditional = True
     return report
+
+
+def _check_condition(cls: type, recipe: Recipe, run_dir: Path, batch: Batch, stages: _Stages) -> None:
+    """(API 1.4) The plugin's networks for a conditional recipe, on the example batch with
+    made-up classes: a training step, and a decoder whose output depends on the class."""
+    c = recipe.condition
+    c.enabled, c.classes, c.names = True, CHECK_CLASSES, [f"class{i}" for i in range(CHECK_CLASSES)]
+    modality = stages.run("__init__ (conditional)", cls, recipe, run_dir)
+    encoder = stages.run("build_encoder (conditional)", modality.build_encoder)
+    decoder = stages.run("build_decoder (conditional)", modality.build_decoder)
+    condition = ClassCondition(CHECK_CLASSES, c.embedding_dim, key=c.key, names=c.names, to_encoder=c.encoder)
+    vae = stages.run("conditional model", make_vae, encoder, decoder, recipe.latent.dim, condition=condition).train()
+    n = len(batch["x"])
+    labelled = {**batch, c.key: torch.arange(n) % CHECK_CLASSES}
+    stage = f"conditional ELBO (decoder_input_dim = {modality.decoder_input_dim})"
+    out = stages.run(stage, elbo_objective, vae, labelled)
+    loss = float(out.loss.detach())
+    _expect(math.isfinite(loss), stages, stage, f"the loss is {loss}")
+    stages.run("conditional backward", out.loss.backward)
+    grad = condition.embedding.weight.grad
+    _expect(grad is not None and bool(grad.abs().sum() > 0), stages, "conditional backward",
+            "no gradient reaches the class embedding: the decoder does not use its input beyond z")
+    vae.eval()
+    with torch.no_grad():
+        z = torch.randn(1, recipe.latent.dim).expand(CHECK_CLASSES, -1)
+        means = stages.run("conditional decoder", lambda: vae.decode(z, torch.arange(CHECK_CLASSES)).mean)
+    _expect(isinstance(means, torch.Tensor) and not torch.equal(means[0], means[1]), stages, "conditional decoder",
+            "two classes decode the same z to the same output: the decoder ignores the class embedding")
 
 
 def _check_discriminator(modality: Modality, recipe, batch: Batch, stages: _Stages) -> None:

@@ -49,8 +49,12 @@ class ApiVersion(NamedTuple):
 #: and public helpers (derive_seed, atomic_path, write_json, save_png_grid, open_run ...);
 #: 1.2 added pseudo_inputs (for the VampPrior) and an encoder's optional third output, its
 #: context vector (for an IAF posterior); 1.3 added build_discriminator (the adversarial
-#: stage). docs/plugins.md has the table and the rule for plugin authors.
-PLUGIN_API_VERSION = ApiVersion(1, 3)
+#: stage); 1.4 added the class condition: decoder_input_dim, encoder_condition_dim and the
+#: embedded condition in batch["condition"] (a conditional VAE). docs/plugins.md has the table
+#: and the rule for plugin authors.
+PLUGIN_API_VERSION = ApiVersion(1, 4)
+#: the first plugin API whose plugins size their networks for a conditional recipe
+CONDITION_API = ApiVersion(1, 4)
 SPLITS = ("train", "validation", "test")
 #: the members a modality must define itself (abstract here); discovery reports the others missing
 REQUIRED_MEMBERS = ("name", "api_version", "sections", "dataset", "build_encoder", "build_decoder")
@@ -149,6 +153,29 @@ class Modality(abc.ABC):
         """(API 1.1) Optional names of the classes that batches carry as ``"label"`` (index i -> name),
         for legends; None when labels are bare integers or the data has none."""
         return None
+
+    @property
+    def condition_dim(self) -> int:
+        """(API 1.4) E, the size of the embedded class condition: ``condition.embedding_dim`` for a
+        conditional recipe (``[condition] enabled``), 0 otherwise."""
+        c = getattr(self.recipe, "condition", None)
+        return c.embedding_dim if c is not None and c.enabled else 0
+
+    @property
+    def decoder_input_dim(self) -> int:
+        """(API 1.4) The size of what the decoder receives: z, with the embedded condition
+        appended for a conditional recipe (``latent.dim + condition_dim``). Build the decoder's
+        first layer with it; the core hands the decoder ``[M, decoder_input_dim]``."""
+        return self.recipe.latent.dim + self.condition_dim
+
+    @property
+    def encoder_condition_dim(self) -> int:
+        """(API 1.4) E when the encoder reads the class (``condition.encoder``), else 0. The core
+        then puts the embedding in ``batch["condition"]`` ``[N, E]``; append it to the encoder's
+        features before its mean/log-variance layer (``vaezoo.nn.append_condition``), whose input
+        grows by this size."""
+        c = getattr(self.recipe, "condition", None)
+        return self.condition_dim if c is not None and c.encoder else 0
 
     def pseudo_inputs(self, k: int) -> "nn.Module | None":
         """(API 1.2) Optional: ``k`` trainable pseudo-inputs for the VampPrior, as a module whose

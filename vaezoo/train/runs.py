@@ -11,7 +11,8 @@ import torch
 from vaezoo.core.version import __version__
 from vaezoo.train.checkpoints import BEST, RECIPE, latest_weights, load_weights
 from vaezoo.core.errors import RecipeError, RunDirError
-from vaezoo.plugin.protocol import Modality
+from vaezoo.plugin.protocol import CONDITION_API, Modality
+from vaezoo.core.conditions import ClassCondition
 from vaezoo.core.model import VAE, make_vae
 from vaezoo.plugin.registry import get_modality, plugin_info
 from vaezoo.config.recipe import Recipe, apply_overrides, read_toml
@@ -23,15 +24,70 @@ def build_modality(recipe: Recipe, run_dir: Path | None) -> Modality:
 
 
 def build_vae(modality: Modality) -> VAE:
-    """The run's VAE: the plugin's encoder and decoder with the recipe's prior and posterior."""
+    """The run's VAE: the plugin's encoder and decoder with the recipe's prior, posterior and
+    condition. A conditional recipe needs its classes resolved (``resolve_condition``)."""
     recipe = modality.recipe
+    condition = build_condition(recipe)
+    if condition is not None and not modality.uses_latent:
+        raise RecipeError(recipe.source, "[condition] enabled",
+                          f"this {recipe.modality} model's decoder ignores its input (z and the class with it); "
+                          "a conditional model needs one that reads it")
     encoder, decoder = modality.build_encoder(), modality.build_decoder()
     try:
         return make_vae(encoder, decoder, recipe.latent.dim, prior=recipe.prior, posterior=recipe.posterior,
-                        pseudo_inputs=modality.pseudo_inputs)
+                        pseudo_inputs=modality.pseudo_inputs, condition=condition)
     except ValueError as err:
         raise RecipeError(recipe.source, "[prior] kind",
                           f"{recipe.prior.kind!r} {err}; the {recipe.modality} modality can use 'mog'") from None
+
+
+def build_condition(recipe: Recipe) -> ClassCondition | None:
+    """The class condition of a conditional recipe (None otherwise), refused for a plugin written
+    before the plugin API sized its networks for one."""
+    c = recipe.condition
+    if not c.enabled:
+        return None
+    declared = plugin_info(recipe.modality).api_version
+    if declared is not None and declared < CONDITION_API:
+        raise RecipeError(recipe.source, "[condition] enabled",
+                          f"the {recipe.modality!r} plugin was written for plugin API {declared}; a conditional "
+                          f"model needs a plugin written for {CONDITION_API} or later (its decoder must take "
+                          "decoder_input_dim inputs)")
+    if not c.classes:
+        raise RecipeError(recipe.source, "[condition] classes",
+                          "is 0 (read from the data) and was not resolved; train the recipe, or give classes = N")
+    return ClassCondition(c.classes, c.embedding_dim, key=c.key, names=c.names, to_encoder=c.encoder)
+
+
+def resolve_condition(recipe: Recipe, modality: Modality) -> bool:
+    """Fill in a conditional recipe's ``classes`` and ``names`` from the data's class names
+    (``Modality.label_names``, after ``fit``). Returns whether the recipe changed."""
+    c = recipe.condition
+    if not c.enabled or (c.classes and c.names):
+        return False
+    where = f"the {recipe.modality} data"
+    names = modality.label_names or None
+    if c.names:                       # the recipe names its classes (the data's names, if any, must agree)
+        if names is not None and len(names) != len(c.names):
+            raise RecipeError(recipe.source, "[condition] names",
+                              f"gives {len(c.names)} names, but {where} has {len(names)} classes; give one name per "
+                              "class, or none to take the data's")
+        c.classes = len(c.names)
+        return True
+    if names is None and not c.classes:
+        raise RecipeError(recipe.source, "[condition] classes",
+                          f"is 0 (read from the data), but {where} names no classes; give the data labels (see the "
+                          f"{recipe.modality} plugin's [data] options) or set classes = N")
+    if names is not None and c.classes and len(names) != c.classes:
+        raise RecipeError(recipe.source, "[condition] classes",
+                          f"is {c.classes}, but {where} has {len(names)} classes ({', '.join(map(str, names[:10]))}"
+                          f"{' ...' if len(names) > 10 else ''}); set classes = {len(names)} or 0")
+    c.classes = c.classes or len(names or [])
+    c.names = [str(n) for n in names] if names is not None else [str(i) for i in range(c.classes)]
+    if len(set(c.names)) != len(c.names):
+        raise RecipeError(recipe.source, "[condition] names",
+                          f"{where} has repeated class names; give distinct names with [condition] names")
+    return True
 
 
 def weights_metadata(recipe: Recipe, **extra) -> dict[str, str]:

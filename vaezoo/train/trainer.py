@@ -57,10 +57,15 @@ from vaezoo.train.hooks.adversarial import AdversarialStage
 from vaezoo.train.hooks.base import EVENTS, overrides
 from vaezoo.train.metrics import MetricsLog
 from vaezoo.train.optim import make_optimizer
-from vaezoo.train.runs import build_modality, build_vae, pick_device, weights_metadata
+from vaezoo.train.samples import write_decoded
+from vaezoo.train.runs import build_modality, build_vae, pick_device, resolve_condition, weights_metadata
 
 if TYPE_CHECKING:
     from vaezoo.plugin.protocol import Modality
+
+
+#: a conditional run writes prior samples of at most this many classes when it ends
+SAMPLED_CLASSES = 32
 
 
 def freeze_heap() -> bool:
@@ -354,6 +359,9 @@ class Trainer:
         if ctx.is_main and checkpoint is None:
             modality.fit(self.run_dir)
         ctx.barrier()
+        if resolve_condition(recipe, modality) and ctx.is_main and not self.resume:
+            # the classes the data named become the run's own (a resume writes them in _commit_resume)
+            write_text(self.run_dir / RECIPE, recipe.to_toml())
         torch.manual_seed(recipe.seed)
         self.vae = vae = build_vae(modality).to(self.device)
         self.train_set = modality.dataset("train")
@@ -496,8 +504,16 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(recipe.seed)
             if recipe.train.samples:
-                _, px = vae.sample(recipe.train.samples, generator=torch.Generator(device).manual_seed(recipe.seed))
-                files += modality.write_samples(px, samples_dir / "prior")
+                generator = torch.Generator(device).manual_seed(recipe.seed)
+                if vae.condition is None:
+                    _, px = vae.sample(recipe.train.samples, generator=generator)
+                    files += modality.write_samples(px, samples_dir / "prior")
+                else:   # the same latents for each of the first classes: a row per class
+                    classes = range(min(vae.condition.classes, SAMPLED_CLASSES))
+                    with torch.no_grad():
+                        z = vae.prior.sample(max(4, -(-recipe.train.samples // len(classes))), generator=generator,
+                                             device=device, dtype=next(vae.parameters()).dtype)
+                    files += write_decoded(vae, modality, z, samples_dir / "prior", classes)
             batch = to_device(first_examples(self.val_set, modality.collate, 8), device)
             _, px = vae.reconstruct(batch)
             files += modality.write_reconstructions(batch, px, samples_dir / "reconstructions")

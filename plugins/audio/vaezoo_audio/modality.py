@@ -137,12 +137,13 @@ class AudioModality(Modality):
     def build_encoder(self) -> nn.Module:
         from vaezoo_audio.networks import MelEncoder
 
-        return MelEncoder(self.recipe.features.n_mels, self.clip_frames, self.recipe.latent.dim, self.recipe.model)
+        return MelEncoder(self.recipe.features.n_mels, self.clip_frames, self.recipe.latent.dim, self.recipe.model,
+                          self.encoder_condition_dim)
 
     def build_decoder(self) -> nn.Module:
         from vaezoo_audio.networks import MelDecoder
 
-        return MelDecoder(self.recipe.features.n_mels, self.clip_frames, self.recipe.latent.dim, self.recipe.model)
+        return MelDecoder(self.recipe.features.n_mels, self.clip_frames, self.decoder_input_dim, self.recipe.model)
 
     def pseudo_inputs(self, k: int) -> nn.Module:
         """The VampPrior's pseudo-clips: ``k`` learned standardised log-mel clips of full length."""

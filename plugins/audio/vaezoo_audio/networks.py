@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from vaezoo import Gaussian, Laplace
-from vaezoo.nn import ACTIVATIONS, ConvBlock, ConvSpec, plane_sizes
+from vaezoo.nn import ACTIVATIONS, ConvBlock, ConvSpec, append_condition, plane_sizes
 
 from vaezoo_audio.config import ModelConfig
 
@@ -23,30 +23,33 @@ def spec_of(cfg: ModelConfig) -> ConvSpec:
 
 
 class MelEncoder(nn.Module):
-    def __init__(self, n_mels: int, frames: int, latent_dim: int, cfg: ModelConfig):
+    """``condition_dim``: the size of a conditional recipe's embedded class, appended to the features."""
+
+    def __init__(self, n_mels: int, frames: int, latent_dim: int, cfg: ModelConfig, condition_dim: int = 0):
         super().__init__()
         spec = spec_of(cfg)
         widths = [1] + list(cfg.channels)
         self.stages = nn.Sequential(*[ConvBlock(a, b, spec, "down") for a, b in zip(widths[:-1], widths[1:])])
         mel, time = plane_sizes((n_mels, frames), len(cfg.channels), cfg.kernel_size)[-1]
-        self.to_latent = nn.Linear(widths[-1] * mel * time, 2 * latent_dim)
+        self.to_latent = nn.Linear(widths[-1] * mel * time + condition_dim, 2 * latent_dim)
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, logvar = self.to_latent(self.stages(batch["x"]).flatten(1)).chunk(2, dim=-1)
+        mean, logvar = self.to_latent(append_condition(self.stages(batch["x"]).flatten(1), batch)).chunk(2, dim=-1)
         return mean, logvar
 
 
 class MelDecoder(nn.Module):
-    """The encoder mirrored: a linear map to the smallest feature plane, then upsampling blocks."""
+    """The encoder mirrored: a linear map to the smallest feature plane, then upsampling blocks.
+    ``input_dim`` is what it receives: z, and a conditional recipe's class embedding."""
 
-    def __init__(self, n_mels: int, frames: int, latent_dim: int, cfg: ModelConfig):
+    def __init__(self, n_mels: int, frames: int, input_dim: int, cfg: ModelConfig):
         super().__init__()
         spec = spec_of(cfg)
         sizes = plane_sizes((n_mels, frames), len(cfg.channels), cfg.kernel_size)   # largest first
         widths = list(reversed(cfg.channels))           # e.g. [128, 64, 32]
         out_widths = widths[1:] + [widths[-1]]          # e.g. [64, 32, 32]: the last block keeps its width
         self.start = (widths[0], *sizes[-1])
-        self.from_latent = nn.Sequential(nn.Linear(latent_dim, math.prod(self.start)), ACTIVATIONS[cfg.activation]())
+        self.from_latent = nn.Sequential(nn.Linear(input_dim, math.prod(self.start)), ACTIVATIONS[cfg.activation]())
         self.stages = nn.Sequential(*[
             ConvBlock(a, b, spec, "up", out_size=s) for a, b, s in zip(widths, out_widths, reversed(sizes[:-1]))
         ])

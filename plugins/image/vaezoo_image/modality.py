@@ -97,12 +97,12 @@ class ImageModality(Modality):
     def build_encoder(self) -> nn.Module:
         from vaezoo_image import networks
 
-        return networks.build_encoder(self.shape, self.recipe.latent.dim, self.recipe.model)
+        return networks.build_encoder(self.shape, self.recipe.latent.dim, self.recipe.model, self.encoder_condition_dim)
 
     def build_decoder(self) -> nn.Module:
         from vaezoo_image import networks
 
-        return networks.build_decoder(self.shape, self.recipe.latent.dim, self.recipe.model)
+        return networks.build_decoder(self.shape, self.decoder_input_dim, self.recipe.model)
 
     def pseudo_inputs(self, k: int) -> nn.Module:
         """The VampPrior's pseudo-images: ``k`` learned images in (0, 1), of the recipe's size."""
@@ -127,9 +127,10 @@ class ImageModality(Modality):
         return writers.write_rows(px.mean, steps, stem)
 
     def write_traversal(self, vae: vaezoo.VAE, stem: Path, *, z: torch.Tensor | None = None, steps: int = 9,
-                        span: float = 3.0, dims: list[int] | None = None) -> list[Path]:
-        """A latent traversal grid: one row per latent dimension, ``steps`` values in [-span, span]."""
+                        span: float = 3.0, dims: list[int] | None = None, condition: int | None = None) -> list[Path]:
+        """A latent traversal grid: one row per latent dimension, ``steps`` values in [-span, span]
+        (decoded as class ``condition`` for a conditional model)."""
         from vaezoo_image import writers
 
-        _, px = writers.latent_traversal(vae, z, steps=steps, span=span, dims=dims)
+        _, px = writers.latent_traversal(vae, z, steps=steps, span=span, dims=dims, condition=condition)
         return writers.write_rows(px.mean, steps, stem)

@@ -5,8 +5,10 @@ activation, optionally resampling by 2) and ``ResidualBlock`` make the ``stage``
 conv encoder (downsampling) and the conv decoder (upsampling); ``mlp`` builds both fully
 connected networks. ``LikelihoodHead`` turns the decoder's output into p(x|z).
 
-- encoder(batch) -> (mean, logvar), each [N, D], from batch["x"] [N, C, H, W] in [0, 1]
-- decoder(z [M, D]) -> vaezoo.Bernoulli | vaezoo.Gaussian | vaezoo.Laplace over [M, C, H, W]
+- encoder(batch) -> (mean, logvar), each [N, D], from batch["x"] [N, C, H, W] in [0, 1] (and the
+  embedded class batch["condition"] [N, E] of a conditional recipe, appended to the features)
+- decoder(z [M, D_in]) -> vaezoo.Bernoulli | vaezoo.Gaussian | vaezoo.Laplace over [M, C, H, W],
+  where D_in is the modality's decoder_input_dim (z with a conditional recipe's class embedding)
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import torch
 from torch import nn
 
 from vaezoo import Bernoulli, Gaussian, Laplace
-from vaezoo.nn import ACTIVATIONS, ConvBlock, ConvSpec, Resample, ResidualBlock, mlp, plane_sizes
+from vaezoo.nn import ACTIVATIONS, ConvBlock, ConvSpec, Resample, ResidualBlock, append_condition, mlp, plane_sizes
 
 from vaezoo_image.config import ModelConfig
 
@@ -58,7 +60,7 @@ class LikelihoodHead(nn.Module):
 
 
 class ConvEncoder(nn.Module):
-    def __init__(self, shape: tuple[int, int, int], latent_dim: int, cfg: ModelConfig):
+    def __init__(self, shape: tuple[int, int, int], latent_dim: int, cfg: ModelConfig, condition_dim: int = 0):
         super().__init__()
         spec = conv_spec(cfg)
         widths = [shape[0]] + list(cfg.channels)
@@ -66,10 +68,10 @@ class ConvEncoder(nn.Module):
             stage(a, b, spec, "down", cfg.residual_blocks) for a, b in zip(widths[:-1], widths[1:])
         ])
         height, width = plane_sizes(shape[1:], len(cfg.channels), cfg.kernel_size)[-1]
-        self.to_latent = nn.Linear(widths[-1] * height * width, 2 * latent_dim)
+        self.to_latent = nn.Linear(widths[-1] * height * width + condition_dim, 2 * latent_dim)
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.stages(batch["x"]).flatten(1)
+        h = append_condition(self.stages(batch["x"]).flatten(1), batch)
         mean, logvar = self.to_latent(h).chunk(2, dim=-1)
         return mean, logvar
 
@@ -102,12 +104,12 @@ class ConvDecoder(nn.Module):
 
 
 class MLPEncoder(nn.Module):
-    def __init__(self, shape: tuple[int, int, int], latent_dim: int, cfg: ModelConfig):
+    def __init__(self, shape: tuple[int, int, int], latent_dim: int, cfg: ModelConfig, condition_dim: int = 0):
         super().__init__()
-        self.net = mlp([math.prod(shape), *cfg.hidden, 2 * latent_dim], cfg.activation)
+        self.net = mlp([math.prod(shape) + condition_dim, *cfg.hidden, 2 * latent_dim], cfg.activation)
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, logvar = self.net(batch["x"].flatten(1)).chunk(2, dim=-1)
+        mean, logvar = self.net(append_condition(batch["x"].flatten(1), batch)).chunk(2, dim=-1)
         return mean, logvar
 
 
@@ -122,9 +124,11 @@ class MLPDecoder(nn.Module):
         return self.likelihood(self.net(z).view(-1, *self.shape))
 
 
-def build_encoder(shape: tuple[int, int, int], latent_dim: int, cfg: ModelConfig) -> nn.Module:
-    return (ConvEncoder if cfg.architecture == "conv" else MLPEncoder)(shape, latent_dim, cfg)
+def build_encoder(shape: tuple[int, int, int], latent_dim: int, cfg: ModelConfig, condition_dim: int = 0) -> nn.Module:
+    """``condition_dim``: the size of the embedded class the encoder reads (0 = none)."""
+    return (ConvEncoder if cfg.architecture == "conv" else MLPEncoder)(shape, latent_dim, cfg, condition_dim)
 
 
-def build_decoder(shape: tuple[int, int, int], latent_dim: int, cfg: ModelConfig) -> nn.Module:
-    return (ConvDecoder if cfg.architecture == "conv" else MLPDecoder)(shape, latent_dim, cfg)
+def build_decoder(shape: tuple[int, int, int], input_dim: int, cfg: ModelConfig) -> nn.Module:
+    """``input_dim``: what the decoder receives, z and any class embedding (decoder_input_dim)."""
+    return (ConvDecoder if cfg.architecture == "conv" else MLPDecoder)(shape, input_dim, cfg)

@@ -152,3 +152,30 @@ def test_label_errors_are_one_line_exit_2(tmp_path, case):
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]  # beside "run directory: ..."
     assert len(errors) == 1 and message in errors[0], result.output
     assert "Traceback" not in result.output
+
+
+def test_a_conditional_table_model_trains_imputes_and_samples_by_class(tmp_path):
+    """[condition] on tabular data: the label column becomes the condition; tables given on the
+    command line with that column keep each row's class, and --as imputes as another class."""
+    table = write_labelled(tmp_path / "table.csv")
+    recipe = write_recipe(tmp_path / "r.toml", LABELLED)
+    recipe.write_text(recipe.read_text() + "\n[condition]\nenabled = true\n")
+    runner = CliRunner()
+    result = runner.invoke(main, ["train", str(recipe), "--run-dir", str(tmp_path / "run"), *FAST])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "run" / "samples").glob("prior*")) == \
+        ["prior-class0-ash.csv", "prior-class1-elm.csv", "prior-class2-oak.csv"]
+    result = runner.invoke(main, ["reconstruct", str(tmp_path / "run"), str(table), "--out", str(tmp_path / "own")])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(main, ["reconstruct", str(tmp_path / "run"), str(table), "--as", "oak",
+                                  "--out", str(tmp_path / "as")])
+    assert result.exit_code == 0, result.output
+    own, swapped = read_table(tmp_path / "own" / "reconstructions.csv"), read_table(tmp_path / "as" / "reconstructions-as-class2-oak.csv")
+    source = read_table(table)
+    missing = [(i, j) for i, row in enumerate(source.rows) for j, cell in enumerate(row) if cell is None]
+    assert missing and any(own.rows[i][j] != swapped.rows[i][j] for i, j in missing)
+    observed = [(i, j) for i, row in enumerate(source.rows) for j, cell in enumerate(row) if cell is not None]
+    assert all(own.rows[i][j] == swapped.rows[i][j] == source.rows[i][j] for i, j in observed)
+    run = vaezoo.open_run(tmp_path / "run", device="cpu")
+    batch = run.modality.load_inputs([str(table)])
+    assert batch["label"].tolist() == [["ash", "elm", "oak"].index(row[-1]) for row in source.rows]

@@ -34,7 +34,8 @@ def predict(vae: vaezoo.VAE, batch: dict, draws: int, weighting: str = "importan
     else:
         z, log_q = q.rsample_with_log_prob((draws,))
     s, n, d = z.shape
-    px = vae.decode(z.reshape(s * n, d))
+    classes = vae.conditions(batch)     # a conditional model: every draw keeps its row's class
+    px = vae.decode(z.reshape(s * n, d), None if classes is None else classes.repeat(s))
     if draws and weighting == "importance":
         # the batch repeated sample-major, row i * n + j for draw i of row j, like z.reshape;
         # log p(z) of the run's prior and log q(z|x) of its posterior (whatever kinds they are)

@@ -164,16 +164,23 @@ class TabularModality(vaezoo.Modality):
         return batch
 
     def load_inputs(self, items: Sequence[str]) -> dict:
-        """CSV files with (at least) the training table's columns; their missing cells get imputed."""
+        """CSV files with (at least) the training table's columns; their missing cells get imputed.
+        With ``data.label_column``, a file that has that column gives its rows' classes as ``"label"``
+        (what a conditional model reads); every file must then have it, or none."""
         import torch
 
-        parts = []
+        parts: list[dict] = []
+        label = self.schema().label
         for item in items:
             if not Path(item).is_file():
                 raise InputError(f"{item}: not a file; the tabular modality reads CSV files (a header row, then rows)")
-            rows = self._rows(read_table(item, self.recipe.data.missing))
+            table = read_table(item, self.recipe.data.missing)
+            rows = self._rows(table, labels=label is not None and label in table.columns)
+            if parts and (rows.label is None) != ("label" not in parts[0]):
+                raise InputError(f"{item}: some input tables have the label column {label!r} and some do not; "
+                                 "give it in all of them or in none")
             parts.append(vaezoo.first_examples(rows, self.collate, len(rows)))
-        return {key: torch.cat([p[key] for p in parts]) if key in ("x", "mask") else sum((p[key] for p in parts), [])
+        return {key: torch.cat([p[key] for p in parts]) if key in ("x", "mask", "label") else sum((p[key] for p in parts), [])
                 for key in parts[0]}
 
     # -- networks
@@ -182,13 +189,14 @@ class TabularModality(vaezoo.Modality):
         from vaezoo_tabular.networks import Encoder
 
         s = self.schema()
-        return Encoder(s.real, s.categorical, s.sizes, self.recipe.model.hidden, self.recipe.latent.dim)
+        return Encoder(s.real, s.categorical, s.sizes, self.recipe.model.hidden, self.recipe.latent.dim,
+                       self.encoder_condition_dim)
 
     def build_decoder(self) -> Decoder:
         from vaezoo_tabular.networks import Decoder
 
         s, m = self.schema(), self.recipe.model
-        return Decoder(s.real, s.categorical, s.sizes, list(reversed(m.hidden)), self.recipe.latent.dim,
+        return Decoder(s.real, s.categorical, s.sizes, list(reversed(m.hidden)), self.decoder_input_dim,
                        m.scale, m.min_log_sd)
 
     # -- files a person opens

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import vaezoo
-from vaezoo.nn import mlp
+from vaezoo.nn import append_condition, mlp
 
 from vaezoo_tabular.likelihood import MixedColumns
 
@@ -28,21 +28,25 @@ def features(x: torch.Tensor, mask: torch.Tensor, real: list[int], categorical: 
 
 
 class Encoder(nn.Module):
-    def __init__(self, real, categorical, sizes, hidden: list[int], latent: int):
+    """``condition_dim``: the size of a conditional recipe's embedded class, appended to the features."""
+
+    def __init__(self, real, categorical, sizes, hidden: list[int], latent: int, condition_dim: int = 0):
         super().__init__()
         self.real, self.categorical, self.sizes = real, categorical, sizes
-        width = len(real) + sum(sizes) + len(real) + len(categorical)
+        width = len(real) + sum(sizes) + len(real) + len(categorical) + condition_dim
         self.body = mlp([width, *hidden, 2 * latent], "relu")
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.body(features(batch["x"], batch["mask"], self.real, self.categorical, self.sizes))
+        h = self.body(append_condition(features(batch["x"], batch["mask"], self.real, self.categorical, self.sizes),
+                                       batch))
         mean, logvar = h.chunk(2, dim=-1)
         return mean, logvar
 
 
 class Decoder(nn.Module):
-    """z [M, D] -> MixedColumns; the real columns' scale is one learned value per column
-    ("column") or an output per row ("row", HI-VAE's heteroscedastic choice)."""
+    """z [M, latent] -> MixedColumns (``latent``: z and a conditional recipe's class embedding);
+    the real columns' scale is one learned value per column ("column") or an output per row
+    ("row", HI-VAE's heteroscedastic choice)."""
 
     def __init__(self, real, categorical, sizes, hidden: list[int], latent: int, scale: str, min_log_sd: float):
         super().__init__()

@@ -175,14 +175,15 @@ class TextModality(Modality):
     def build_encoder(self) -> nn.Module:
         from vaezoo_text.networks import Encoder
 
-        return Encoder(len(self.tokenizer), self.recipe.model, self.recipe.latent.dim, self.tokenizer.pad_token_id)
+        return Encoder(len(self.tokenizer), self.recipe.model, self.recipe.latent.dim, self.tokenizer.pad_token_id,
+                       self.encoder_condition_dim)
 
     def build_decoder(self) -> nn.Module:
         from vaezoo_text.networks import Decoder
 
         tok = self.tokenizer
         return Decoder(
-            len(tok), self.recipe.model, self.recipe.latent.dim, pad_id=tok.pad_token_id, unk_id=tok.unk_token_id,
+            len(tok), self.recipe.model, self.decoder_input_dim, pad_id=tok.pad_token_id, unk_id=tok.unk_token_id,
             bos_id=tok.bos_token_id, eos_id=tok.eos_token_id, max_length=self.recipe.tokenizer.max_length,
         )
 

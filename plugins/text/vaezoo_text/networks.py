@@ -1,8 +1,10 @@
 """The sentence VAE's networks (Bowman et al. 2016) and its autoregressive p(x|z).
 
 - ``Encoder``: embedding -> LSTM (optionally bidirectional, stacked) over the real tokens
-  (packed, so padding never enters) -> the last layer's final states -> (mean, logvar).
-- ``Decoder``: ``decoder(z)`` returns a ``SentenceDistribution``. z sets the initial LSTM
+  (packed, so padding never enters) -> the last layer's final states (with a conditional
+  recipe's embedded class appended) -> (mean, logvar).
+- ``Decoder``: ``decoder(z)`` returns a ``SentenceDistribution``. z (with a conditional
+  recipe's class embedding appended: the modality's decoder_input_dim) sets the initial LSTM
   state and/or joins the input at every step; with ``use_latent = false`` the decoder
   ignores z and is a plain LSTM language model of the same size.
 - ``SentenceDistribution``: ``log_prob(x, mask)`` scores whole sentences by teacher forcing;
@@ -18,6 +20,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from vaezoo import Categorical
+from vaezoo.nn import append_condition
 
 from vaezoo_text.config import ModelConfig
 
@@ -36,7 +39,7 @@ def lengths_of(batch: dict, pad_id: int) -> torch.Tensor:
 
 
 class Encoder(nn.Module):
-    def __init__(self, vocab_size: int, cfg: ModelConfig, latent_dim: int, pad_id: int):
+    def __init__(self, vocab_size: int, cfg: ModelConfig, latent_dim: int, pad_id: int, condition_dim: int = 0):
         super().__init__()
         self.pad_id = pad_id
         self.directions = 2 if cfg.bidirectional else 1
@@ -45,7 +48,7 @@ class Encoder(nn.Module):
             cfg.embedding_dim, cfg.encoder_hidden, num_layers=cfg.encoder_layers, batch_first=True,
             bidirectional=cfg.bidirectional, dropout=cfg.dropout if cfg.encoder_layers > 1 else 0.0,
         )
-        self.to_latent = nn.Linear(self.directions * cfg.encoder_hidden, 2 * latent_dim)
+        self.to_latent = nn.Linear(self.directions * cfg.encoder_hidden + condition_dim, 2 * latent_dim)
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         x = batch["x"]
@@ -53,7 +56,7 @@ class Encoder(nn.Module):
         packed = pack_padded_sequence(self.embedding(x), lengths.cpu(), batch_first=True, enforce_sorted=False)
         _, (h, _) = self.lstm(packed)                            # h: [layers * directions, N, H]
         last = h[-self.directions :].transpose(0, 1).reshape(len(x), -1)
-        mean, logvar = self.to_latent(last).chunk(2, dim=-1)
+        mean, logvar = self.to_latent(append_condition(last, batch)).chunk(2, dim=-1)
         return mean, logvar
 
 

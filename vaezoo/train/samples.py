@@ -1,0 +1,43 @@
+"""Decoded latents written with the modality's writer: one set of files, or one per class.
+
+A conditional VAE decodes the same latents once per class, so the files of two classes
+differ only by the class (a row per class in the report, columns that share their z).
+Each class's files get the stem ``STEM-classII-NAME`` (II zero-padded, NAME made safe for
+file names), which sorts in class order.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from vaezoo.core.conditions import ClassCondition
+from vaezoo.core.model import VAE
+from vaezoo.plugin.protocol import Modality
+
+
+def class_stem(stem: Path, condition: ClassCondition, class_id: int) -> Path:
+    """``stem`` with the class appended: ``prior`` -> ``prior-class03-Dress``."""
+    width = len(str(condition.classes - 1))
+    safe = re.sub(r"[^A-Za-z0-9_.]+", "_", condition.names[class_id]).strip("._")[:40]
+    tail = f"-{safe}" if safe and safe != str(class_id) else ""
+    return stem.with_name(f"{stem.name}-class{class_id:0{width}d}{tail}")
+
+
+@torch.no_grad()
+def write_decoded(vae: VAE, modality: Modality, z: torch.Tensor, stem: Path,
+                  classes: Sequence[int] | None = None) -> list[Path]:
+    """Decode ``z`` [M, D] and write it with ``modality.write_samples``: under ``stem`` for an
+    unconditional VAE; for a conditional one, once per class of ``classes`` (default: every
+    class) under ``class_stem``."""
+    p = next(vae.parameters())
+    z = z.to(p.device, p.dtype)
+    if vae.condition is None:
+        return modality.write_samples(vae.decode(z), stem)
+    files: list[Path] = []
+    for class_id in range(vae.condition.classes) if classes is None else classes:
+        files += modality.write_samples(vae.decode(z, class_id), class_stem(stem, vae.condition, class_id))
+    return files
