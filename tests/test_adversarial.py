@@ -358,8 +358,9 @@ def test_the_discriminator_does_not_change_the_vae_of_a_plain_run(tmp_path):
 
 
 @pytest.mark.parametrize("overrides", [['objective.kind="iwae"'], ['objective.kind="beta-tcvae"', "adversarial.likelihood_weight=0.5"],
-                                       ['prior.kind="mog"', 'posterior.kind="iaf"'], ['prior.kind="vamp"', "prior.components=3"]],
-                         ids=["iwae", "beta-tcvae", "mog+iaf", "vamp"])
+                                       ['prior.kind="mog"', 'posterior.kind="iaf"'], ['prior.kind="vamp"', "prior.components=3"],
+                                       ['modality="tiny_modality:LabelledTinyImages"', "condition.enabled=true"]],
+                         ids=["iwae", "beta-tcvae", "mog+iaf", "vamp", "conditional"])
 def test_the_stage_combines_with_every_objective_prior_and_posterior(tmp_path, overrides):
     run = tmp_path / "run"
     Trainer(gan_recipe(tmp_path, "train.epochs=1", *overrides), run, progress_bar=False, echo=lambda m: None).fit()

@@ -162,6 +162,8 @@ def test_training_resolves_the_classes_and_writes_a_row_per_class(conditional_ru
     c = run.vae.condition
     assert (c.classes, c.names, c.dim, c.to_encoder) == (4, ["--", "-+", "+-", "++"], 3, True)
     assert run.recipe.condition.classes == 4 and run.recipe.condition.names == ["--", "-+", "+-", "++"]
+    figures = json.loads((conditional_run / "eval.json").read_text())
+    assert figures["condition"] == {"key": "label", "classes": 4, "names": ["--", "-+", "+-", "++"], "encoder": True}
     weights = load_file(str(conditional_run / "best.safetensors"))
     assert weights["condition.embedding.weight"].shape == (4, 3)
     samples = sorted(p.name for p in (conditional_run / "samples").glob("prior*"))
@@ -294,6 +296,7 @@ def test_an_unconditional_recipe_ignores_the_condition_options(tmp_path):
               for d in (plain, other)]
     assert losses[0] == losses[1]
     assert sorted(p.name for p in (plain / "run" / "samples").glob("prior*")) == ["prior.csv"]
+    assert "condition" not in json.loads((plain / "run" / "eval.json").read_text())
 
 
 def test_score_gives_inputs_a_class_and_the_class_changes_the_score(conditional_run, tmp_path):

@@ -39,6 +39,9 @@ RECIPE = TINY_RECIPE.replace(*CRASH_SETTINGS)
 # The same with the adversarial stage from step 4: a hook with its own network and optimiser
 # whose state is in every checkpoint.
 GAN_RECIPE = TINY_GAN_RECIPE.replace(*CRASH_SETTINGS)
+# A conditional run: its recipe is written twice (as given, then with the classes the data
+# names), and every checkpoint holds the class embedding.
+CONDITIONAL_RECIPE = RECIPE.replace("TinyVectors", "LabelledTiny") + "\n[condition]\nenabled = true\n"
 
 
 def vaezoo(run_dir: Path, *args, kill_at: int = 0, ops_log: Path | None = None) -> subprocess.CompletedProcess:
@@ -69,7 +72,8 @@ def fingerprint(run: Path) -> dict:
                 # the optimisers' moments, the RNG states and the hooks' tensors (a discriminator)
                 ("state", latest_weights(run).parent / "trainer_state.safetensors"))}
     return {"metrics": records, "weights": {name: {k: v.tolist() for k, v in w.items()} for name, w in weights.items()},
-            "eval": json.loads((run / "eval.json").read_text()), "samples": (run / "samples/prior.csv").read_text(),
+            "eval": json.loads((run / "eval.json").read_text()),
+            "samples": {p.name: p.read_text() for p in sorted((run / "samples").glob("prior*.csv"))},
             "checkpoints": len(list((run / "checkpoints").iterdir()))}
 
 
@@ -196,3 +200,21 @@ def kill_at_random_moments(recipe: Path, clean: dict, tmp_path: Path, seed: int)
         assert finished.returncode == 0, finished.stderr[-2000:]
     assert kills >= 1
     assert fingerprint(run) == clean
+
+
+def test_kill_9_in_a_conditional_run_then_resume_equals_the_clean_run(tmp_path):
+    """Killed at each write of recipe.toml (before and after the classes are resolved) and at
+    random moments: the resumed conditional run equals the clean one."""
+    recipe, clean, ops = clean_run(tmp_path, CONDITIONAL_RECIPE)
+    assert sorted(clean["samples"]) == [f"prior-class{i}.csv" for i in range(4)]
+    assert "condition.embedding.weight" in clean["weights"]["last"]
+    recipe_writes = [i for i, line in enumerate(ops, start=1) if describe_op(line).startswith("replace .recipe.toml")]
+    assert len(recipe_writes) >= 2, [describe_op(line) for line in ops][:20]
+    points = recipe_writes[:2] + [recipe_writes[1] + 1]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        runs = {point: pool.submit(kill_and_resume, recipe, tmp_path / f"kill-{point}" / "run", point, 0)
+                for point in points}
+    for point, future in runs.items():
+        assert future.result() == clean, f"killed before operation {ops[point - 1]}"
+    (tmp_path / "random").mkdir()
+    kill_at_random_moments(recipe, clean, tmp_path / "random", seed=3)

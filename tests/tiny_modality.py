@@ -170,10 +170,11 @@ class TinyImages(TinyVectors):
         return TensorDataset(points.view(-1, 1, self.side, self.side))
 
     def build_encoder(self):
-        return PlaneEncoder(self.recipe.data.dim, self.recipe.model.hidden, self.recipe.latent.dim)
+        return PlaneEncoder(self.recipe.data.dim, self.recipe.model.hidden, self.recipe.latent.dim,
+                            self.encoder_condition_dim)
 
     def build_decoder(self):
-        return PlaneDecoder(self.recipe.data.dim, self.recipe.model.hidden, self.recipe.latent.dim, self.side)
+        return PlaneDecoder(self.recipe.data.dim, self.recipe.model.hidden, self.decoder_input_dim, self.side)
 
     def pseudo_inputs(self, k):
         from vaezoo.nn import PseudoInputs
@@ -183,7 +184,7 @@ class TinyImages(TinyVectors):
 
 class PlaneEncoder(Encoder):
     def forward(self, batch):
-        return super().forward({"x": batch["x"].flatten(1)})
+        return super().forward({**batch, "x": batch["x"].flatten(1)})
 
 
 class PlaneDecoder(Decoder):
@@ -214,3 +215,19 @@ class OutOfRangeTiny(LabelledTiny):
     @property
     def label_names(self):
         return None
+
+
+class LabelledTinyImages(TinyImages):
+    """TinyImages with LabelledTiny's four named classes (a conditional VAE-GAN's tests)."""
+
+    def dataset(self, split):
+        planes = super().dataset(split).tensors[0]
+        flat = planes.flatten(1)
+        return TensorDataset(planes, (flat[:, 0] > 0).long() * 2 + (flat[:, 1] > 0).long())
+
+    def collate(self, examples):
+        return LabelledTiny.collate(self, examples)
+
+    @property
+    def label_names(self):
+        return ["--", "-+", "+-", "++"]

@@ -452,15 +452,21 @@ def eval_(run_dir: Path, split: str | None, iw_samples, max_examples, batch_size
     from vaezoo.core.progress import progress_bars
     from vaezoo.train.checkpoints import EVAL
     from vaezoo.train.evaluation import evaluate_split
+    from vaezoo.train.samples import condition_of
 
     run = _open(run_dir, weights, overrides, device)
     split = split or run.recipe.eval.split
     with progress_bars(not no_progress):
         result = evaluate_split(run.modality, run.vae, split, device=run.device, iw_samples=iw_samples,
                                 max_examples=max_examples, batch_size=batch_size)
-    _print_table([("split", split), ("weights", f"{run.weights} (step {run.weights_step})")] + result.table())
+    head = [("split", split), ("weights", f"{run.weights} (step {run.weights_step})")]
+    if run.vae.condition is not None:   # the figures are of log p(x|c): say so beside them
+        c = run.vae.condition
+        head.append(("condition", f"{c.key!r}, {c.classes} classes: ELBO and IW-NLL are of log p(x|c)"))
+    _print_table(head + result.table())
     path = json_path or run.path / EVAL
-    write_json(path, {"split": split, "weights": run.weights, "weights_step": run.weights_step, **result.as_dict()})
+    write_json(path, {"split": split, "weights": run.weights, "weights_step": run.weights_step, **result.as_dict(),
+                      **condition_of(run.vae)})
     click.echo(f"wrote {path}")
 
 

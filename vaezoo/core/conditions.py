@@ -72,6 +72,10 @@ class ClassCondition(nn.Module):
                              f"(0 .. {self.classes - 1})")
         return ids.long()
 
+    def summary(self) -> dict[str, Any]:
+        """What eval.json records about the condition: its figures are of log p(x|c)."""
+        return {"key": self.key, "classes": self.classes, "names": self.names, "encoder": self.to_encoder}
+
     def labelled(self, batch: dict[str, Any], class_id: int) -> dict[str, Any]:
         """A copy of ``batch`` whose every example is of class ``class_id`` (inputs read from the
         command line carry no class; ``--condition`` gives them one)."""

@@ -19,6 +19,12 @@ from vaezoo.core.model import VAE
 from vaezoo.plugin.protocol import Modality
 
 
+def condition_of(vae: VAE) -> dict:
+    """``{"condition": ...}`` for eval.json when ``vae`` is conditional (its figures are then of
+    log p(x|c)), else nothing."""
+    return {} if vae.condition is None else {"condition": vae.condition.summary()}
+
+
 def class_stem(stem: Path, condition: ClassCondition, class_id: int) -> Path:
     """``stem`` with the class appended: ``prior`` -> ``prior-class03-Dress``."""
     width = len(str(condition.classes - 1))

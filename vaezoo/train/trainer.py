@@ -57,7 +57,7 @@ from vaezoo.train.hooks.adversarial import AdversarialStage
 from vaezoo.train.hooks.base import EVENTS, overrides
 from vaezoo.train.metrics import MetricsLog
 from vaezoo.train.optim import make_optimizer
-from vaezoo.train.samples import write_decoded
+from vaezoo.train.samples import condition_of, write_decoded
 from vaezoo.train.runs import build_modality, build_vae, pick_device, resolve_condition, weights_metadata
 
 if TYPE_CHECKING:
@@ -521,7 +521,7 @@ class Trainer:
         if recipe.eval.at_end:
             result = evaluate_split(modality, vae, recipe.eval.split, device=device, show_progress=self.progress_bar)
             write_json(self.run_dir / EVAL, {"split": recipe.eval.split, "step": self.state.step, "weights": weights,
-                                             "weights_step": weights_step, **result.as_dict()})
+                                             "weights_step": weights_step, **result.as_dict(), **condition_of(vae)})
             self.log.write({"split": f"eval/{recipe.eval.split}", "step": self.state.step, "epoch": self.state.epoch,
                             **{k: v for k, v in result.as_dict().items() if isinstance(v, (int, float)) and v is not None}})
             files.append(self.run_dir / EVAL)
