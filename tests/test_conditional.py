@@ -3,6 +3,7 @@ every decoding call site passes it on, and an unconditional recipe is untouched 
 
 import csv
 import json
+import math
 
 import pytest
 import torch
@@ -313,3 +314,23 @@ def test_score_gives_inputs_a_class_and_the_class_changes_the_score(conditional_
     assert scores[0] != scores[1]
     refused = runner.invoke(main, ["score", str(conditional_run), "1,2,3,4,5,6", "--out", str(tmp_path / "x.csv")])
     assert refused.exit_code == 2 and "--condition" in refused.output and not (tmp_path / "x.csv").exists()
+
+
+@pytest.mark.parametrize("extra", [
+    ["--set", "objective.kind=iwae"],
+    ["--set", "objective.kind=beta-tcvae", "--set", "objective.beta=4"],
+    ["--set", "prior.kind=mog", "--set", "posterior.kind=iaf", "--set", "objective.free_bits=0"],
+    ["--set", "modality=tiny_modality:LabelledTinyImages", "--set", "data.dim=16", "--set", "prior.kind=vamp",
+     "--set", "prior.components=3", "--set", "condition.encoder=false"],
+    ["--set", "condition.encoder=false", "--set", "train.aggressive_encoder=true"],
+], ids=["iwae", "beta-tcvae", "mog+iaf", "vamp, decoder only", "aggressive encoder"])
+def test_the_condition_combines_with_the_model_family(tmp_path, extra):
+    result = train(tmp_path, CONDITIONAL, "--set", "train.epochs=1", *extra)
+    assert result.exit_code == 0, result.output
+    run = open_run(tmp_path / "run")
+    assert run.vae.condition is not None and run.vae.condition.classes == 4
+    z = torch.zeros(2, run.vae.latent_dim)
+    means = run.vae.decode(z, torch.tensor([0, 3])).mean
+    assert not torch.allclose(means[0], means[1])
+    figures = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert math.isfinite(figures["iw_nll"]) and figures["iw_nll"] <= -figures["elbo"] + 1e-3   # IW-NLL <= -ELBO
