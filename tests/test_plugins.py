@@ -252,7 +252,7 @@ def test_version_rules():
     assert api_version_problem(ApiVersion(1, 0)) is None and api_version_problem(ApiVersion(1, 1)) is None
     assert api_version_problem(ApiVersion(1, 2)) is None and api_version_problem(ApiVersion(1, 3)) is None
     assert api_version_problem(ApiVersion(1, 4)) is None
-    assert api_version_problem(ApiVersion(1, 4)).endswith("upgrade vaezoo")
+    assert api_version_problem(ApiVersion(1, 5)).endswith("upgrade vaezoo")
 
 
 def test_a_plugin_that_exits_at_import_breaks_nothing_else(installed, tmp_path, monkeypatch):

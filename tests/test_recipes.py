@@ -140,7 +140,7 @@ def test_a_recipe_with_several_mistakes_reports_them_all(tmp_path):
     result = run_train(path, "--set", "eval.iw_samples=-2")
     assert result.exit_code == 2, result.output
     assert result.output.splitlines() == [
-        f"error: {path}: colour: unknown key; allowed: modality, name, seed, latent, prior, posterior, objective, adversarial, train, eval, data, model",
+        f"error: {path}: colour: unknown key; allowed: modality, name, seed, latent, prior, posterior, objective, adversarial, condition, train, eval, data, model",
         f"error: {path}: seed: expected an integer >= 0, got -1",
         f"error: {path}: [latent] dim: must be >= 1, got 0",
         f"error: {path}: [train] epocs: unknown key (did you mean 'epochs'?); allowed: "
