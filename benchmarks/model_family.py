@@ -68,7 +68,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fid_fmnist import (CACHE, FMNISTNet, decoded_means, feature_network, features,  # noqa: E402
                         frechet_distance, gaussian_stats, prior_samples, reconstructions, references)
 from fresh_runs import fresh_run  # noqa: E402
-from results_log import ResultsFile, eval_figures, logger, r4  # noqa: E402
+from results_log import ResultsFile, add_run_options, chosen, eval_figures, logger, r4  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 log = logger("model_family")
@@ -344,20 +344,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--text-max-steps", type=int, default=0, help="0 = the recipe's 2 epochs")
     p.add_argument("--text-k", type=int, default=50, help="importance samples of the text IW-NLL (50 as text_vs_lm's quick rows)")
     p.add_argument("--text-test-examples", type=int, default=0, help="0 = all 2,226 test sentences")
-    # One thread: on a shared 2-core machine two intra-op threads wait on each other.
-    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--jobs", type=int, default=2, help="processes fitting DCI's classifiers")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".runs" / "model_family")
-    p.add_argument("--out", type=Path, default=RESULTS)
+    add_run_options(p, "model_family", RESULTS)
     args = p.parse_args()
     for name, allowed in (("rows", ROWS), ("variants", IMAGE_VARIANTS), ("shapes_variants", tuple(SHAPES_VARIANTS)),
                           ("text_variants", TEXT_VARIANTS)):
-        chosen = [x for x in getattr(args, name).split(",") if x]
-        bad = [x for x in chosen if x not in allowed]
-        if bad:
-            p.error(f"--{name.replace('_', '-')}: unknown {', '.join(bad)}; known: {', '.join(allowed)}")
-        setattr(args, name, chosen)
+        setattr(args, name, chosen(p, f"--{name.replace('_', '-')}", getattr(args, name), allowed))
     return args
 
 

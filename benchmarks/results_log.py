@@ -5,6 +5,7 @@ what it finished."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -12,9 +13,11 @@ import sys
 import time
 from datetime import date
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def logger(tag: str) -> Callable[[str], None]:
@@ -22,6 +25,33 @@ def logger(tag: str) -> Callable[[str], None]:
     def log(message: str) -> None:
         print(f"[{tag} {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
     return log
+
+
+def add_run_options(p: argparse.ArgumentParser, name: str, results: Path) -> None:
+    """--threads, --seed, --work (run directories, under benchmarks/.runs/NAME) and --out (the
+    results file), the options every side-by-side benchmark has."""
+    # One thread: on a shared 2-core machine two intra-op threads wait on each other.
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".runs" / name)
+    p.add_argument("--out", type=Path, default=results)
+
+
+def chosen(p: argparse.ArgumentParser, option: str, value: str, allowed: Sequence[str], *, required: bool = False) -> list[str]:
+    """A comma-separated option's items, each checked against ``allowed`` (argparse's error otherwise)."""
+    items = [x for x in value.split(",") if x]
+    bad = [x for x in items if x not in allowed]
+    if bad or (required and not items):
+        p.error(f"{option}: unknown {', '.join(bad) or '(none)'}; known: {', '.join(allowed)}")
+    return items
+
+
+def parse_run_args(p: argparse.ArgumentParser, rows: Sequence[str]) -> argparse.Namespace:
+    """The parsed options with ``--rows`` checked against ``rows`` (one at least) and ``--work`` absolute."""
+    args = p.parse_args()
+    args.rows = chosen(p, "--rows", args.rows, rows, required=True)
+    args.work = args.work.resolve()
+    return args
 
 
 def r4(x: float | None) -> float | None:

@@ -83,7 +83,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fid_fmnist  # noqa: E402
 from fresh_runs import Trained, fresh_run  # noqa: E402
-from results_log import ResultsFile, eval_figures, logger, r4  # noqa: E402
+from results_log import ResultsFile, add_run_options, eval_figures, logger, parse_run_args, r4  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 log = logger("vaegan")
@@ -471,18 +471,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--calibration-steps", type=int, default=0,
                    help="measure the plain model's speed by a calibration run of this many steps (0 = from the "
                         f"VAE-GAN's epochs before its phase when there is one, else {DEFAULT_CALIBRATION_STEPS} steps)")
-    # One thread: on a shared 2-core machine two intra-op threads wait on each other.
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".runs" / "vaegan")
-    p.add_argument("--out", type=Path, default=RESULTS)
-    args = p.parse_args()
-    args.rows = [x for x in args.rows.split(",") if x]
-    bad = [x for x in args.rows if x not in ROWS]
-    if bad or not args.rows:
-        p.error(f"--rows: unknown {', '.join(bad) or '(none)'}; known: {', '.join(ROWS)}")
-    args.work = args.work.resolve()
-    return args
+    add_run_options(p, "vaegan", RESULTS)
+    return parse_run_args(p, ROWS)
 
 
 def main() -> None:
