@@ -60,7 +60,9 @@ class Validation(Hook):
                 save_weights(trainer.vae, trainer.run_dir / BEST, trainer.weights_metadata())
         else:
             self.bad_validations += 1
-        trainer.echo(f"step {state.step} epoch {state.epoch + 1}: validation -ELBO {loss:.4f} (KL {result.kl:.3f}, "
+        # After the last epoch the counter has moved past it: name the epoch that ran.
+        epoch = min(state.epoch + 1, cfg.epochs)
+        trainer.echo(f"step {state.step} epoch {epoch}: validation -ELBO {loss:.4f} (KL {result.kl:.3f}, "
                      f"AU {result.active_units}, MI {result.mutual_information:.3f})" + (" *best*" if improved and self.selects_best else " *kept*" if improved else ""))
         if result.active_units == 0 and trainer.modality.uses_latent:
             trainer.echo("warning: no active latent units (posterior collapse); consider KL annealing or free bits")
