@@ -58,6 +58,10 @@ Figures of a row:
         --audio-k 2 --audio-classifier-epochs 1 --work /tmp/conditional-smoke \\
         --out /tmp/conditional-smoke.jsonl                  # a smoke run of about 2 minutes
 
+``--condition KEY=VALUE`` sets a [condition] option of every conditional model (e.g.
+``embedding_dim=64``); benchmarks/results/conditional-embedding.jsonl holds such a sweep of the
+embedding size (16, the default, is in conditional.jsonl).
+
 Prints one JSON line per row and a summary line, and writes the same lines to
 benchmarks/results/conditional.jsonl (--out; rewritten after every row, so an interrupted run
 keeps what it finished). Progress goes to stderr. Run directories go under
@@ -130,7 +134,8 @@ def train_pair(row: str, args: argparse.Namespace) -> dict[str, dict]:
     recipe = ROOT / "recipes" / f"{ROWS[row][0]}.toml"
     shared = row_overrides(row, args)
     out = {}
-    for model, extra in (("conditional", ["condition.enabled=true"]), ("unconditional", [])):
+    conditional = ["condition.enabled=true"] + [f"condition.{o}" for o in args.condition]
+    for model, extra in (("conditional", conditional), ("unconditional", [])):
         run_dir = args.work / row / model
         overrides = common_overrides(args) + shared + extra
         trained = fresh_run(f"{row}/{model}", load_recipe(recipe, overrides), run_dir, log)
@@ -397,6 +402,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--audio-per-class", type=int, default=50, help="decoded prior clips per class")
     p.add_argument("--audio-k", type=int, default=20, help="importance samples of the klettres IW-NLL (every test clip)")
     p.add_argument("--audio-classifier-epochs", type=int, default=20)
+    p.add_argument("--condition", action="append", default=[], metavar="KEY=VALUE",
+                   help="a [condition] option of every conditional model, e.g. embedding_dim=64 (repeatable)")
     add_run_options(p, "conditional", RESULTS)
     return parse_run_args(p, ROWS)
 
