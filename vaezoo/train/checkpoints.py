@@ -4,7 +4,7 @@ A run directory holds:
 
     recipe.toml                 the resolved recipe (every default filled in)
     checkpoints/NNNNNN-step-S/  the latest complete checkpoint (NNNNNN counts checkpoints, S is the step):
-        model.safetensors           weights; metadata: versions, modality, step
+        model.safetensors           weights; metadata: versions, run format, modality, step
         trainer_state.safetensors   optimiser tensors and RNG states; metadata: step
         trainer_state.json          step, epoch, position in the epoch, early-stopping state,
                                     optimiser hyper-parameters, Python/NumPy RNG state, and the
@@ -42,6 +42,7 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 
 from vaezoo.core.errors import RunDirError
 from vaezoo.core.files import TEMP_SUFFIX, atomic_path, file_mode, folder_mode, fsync_path, write_text
+from vaezoo.train import formats
 
 RECIPE = "recipe.toml"
 CHECKPOINTS = "checkpoints"
@@ -80,11 +81,16 @@ def load_weights(model: torch.nn.Module, path: Path) -> dict[str, str]:
     if not path.exists():
         raise RunDirError(f"{path}: weights file not found")
     try:
-        mismatch = _first_shape_mismatch(model, path)
-        if mismatch:
-            raise RunDirError(f"{path}: weights do not fit the model: {mismatch}")
-        missing, unexpected = load_model(model, str(path), strict=False)
         metadata = read_metadata(path)
+        found = formats.run_format(path, metadata)   # a newer format is refused before anything is read
+        if found < formats.RUN_FORMAT:
+            state = formats.migrate(load_file(str(path)), found)
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        else:
+            mismatch = _first_shape_mismatch(model, path)
+            if mismatch:
+                raise RunDirError(f"{path}: weights do not fit the model: {mismatch}")
+            missing, unexpected = load_model(model, str(path), strict=False)
     except (SafetensorError, RuntimeError, OSError) as err:
         raise RunDirError(f"{path}: cannot load weights: {str(err).splitlines()[0]}") from None
     if missing or unexpected:

@@ -10,6 +10,7 @@ import torch
 
 from vaezoo.core.version import __version__
 from vaezoo.train.checkpoints import BEST, RECIPE, latest_weights, load_weights
+from vaezoo.train.formats import format_metadata
 from vaezoo.core.errors import RecipeError, RunDirError
 from vaezoo.plugin.protocol import CONDITION_API, Modality
 from vaezoo.core.conditions import ClassCondition
@@ -101,6 +102,7 @@ def weights_metadata(recipe: Recipe, **extra) -> dict[str, str]:
         "plugin_version": info.version or "",
         "plugin_api_version": str(info.api_version),
         "latent_dim": str(recipe.latent.dim),
+        **format_metadata(),
     }
     meta.update({k: str(v) for k, v in extra.items()})
     return meta
