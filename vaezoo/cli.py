@@ -639,6 +639,32 @@ def score(run_dir: Path, inputs, k: int, split: str, max_examples, labels_path: 
 
 @main.command()
 @RUN
+@click.option("--format", "fmt", type=click.Choice(["torchscript"]), default="torchscript", show_default=True,
+              help="What to write: TorchScript modules, loaded with torch alone (torch.jit.load).")
+@click.option("--part", type=click.Choice(["decoder", "encoder", "all"]), default="decoder", show_default=True,
+              help="decoder: z -> the decoded mean; encoder: x -> (mean, logvar); all: both.")
+@click.option("--out", **OUTPUT_DIR, help="Output folder (default: RUN_DIR/export).")
+@opens_a_run
+def export(run_dir: Path, fmt: str, part: str, out: Path | None, weights: str, overrides, device: str) -> None:
+    """Export a run's networks to run without vaezoo: PART.pt files and export.json (inputs, outputs, classes).
+
+    Each part is traced and checked against the Python model at another batch size before
+    anything is written; one that cannot be exported (a text decoder's generation loop, an
+    encoder that reads more than x) is refused with the reason, and nothing is written.
+    """
+    from vaezoo.analysis.export import PARTS, export_run
+
+    run = _open(run_dir, weights, overrides, "cpu" if device == "auto" else device)
+    folder = out or run.path / "export"
+    done, manifest = export_run(run, folder, list(PARTS) if part == "all" else [part])
+    for e in done:
+        click.echo(f"{e.part}: {', '.join(i['name'] for i in e.inputs)} -> {e.output}; "
+                   f"max abs difference from the model {e.max_abs_difference:.2g}")
+    _echo_files([folder / e.file for e in done] + [manifest])
+
+
+@main.command()
+@RUN
 @click.option("--out", **OUTPUT_FILE, help="HTML file (default: RUN_DIR/report.html).")
 @click.option("--latent-map/--no-latent-map", "with_map", default=True, show_default=True,
               help="Draw the test split's latent map when RUN_DIR has none yet (reads the data).")

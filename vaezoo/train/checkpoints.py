@@ -96,7 +96,7 @@ def load_weights(model: torch.nn.Module, path: Path) -> dict[str, str]:
     if missing or unexpected:
         raise RunDirError(
             f"{path}: weights do not fit the model built from recipe.toml "
-            f"(missing: {', '.join(missing[:5]) or 'none'}; unexpected: {', '.join(unexpected[:5]) or 'none'})"
+            f"(missing: {', '.join(sorted(missing)[:5]) or 'none'}; unexpected: {', '.join(sorted(unexpected)[:5]) or 'none'})"
         )
     return metadata
 

@@ -173,3 +173,26 @@ def test_a_conditional_image_vae_samples_each_class_and_transfers_style(tmp_path
     result = runner.invoke(main, ["reconstruct", str(run), *inputs, "--condition", "a", "--as", "b",
                                   "--out", str(tmp_path / "r")])
     assert result.exit_code == 0 and (tmp_path / "r" / "reconstructions-as-class1-b.png").exists(), result.output
+
+
+def test_export_gives_a_conv_decoder_and_encoder_that_match_the_model(tmp_path):
+    """`vaezoo export --part all` on a conv image VAE: TorchScript parts equal to the model."""
+    import torch
+
+    import vaezoo
+
+    recipe = write_tiny(tmp_path)
+    run = tmp_path / "run"
+    runner = CliRunner()
+    assert runner.invoke(main, ["train", str(recipe), "--run-dir", str(run), "--no-progress"]).exit_code == 0
+    result = runner.invoke(main, ["export", str(run), "--part", "all", "--out", str(tmp_path / "export")])
+    assert result.exit_code == 0, result.output
+    model = vaezoo.open_run(run, device="cpu").vae
+    decoder, encoder = (torch.jit.load(str(tmp_path / "export" / f"{p}.pt")) for p in ("decoder", "encoder"))
+    z = torch.randn(9, 2, generator=torch.Generator().manual_seed(0))
+    x = torch.rand(3, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert (decoder(z) - model.decode(z).mean).abs().max() <= 1e-4
+        mean, logvar = encoder(x)
+        q = model.encode({"x": x})
+        assert (mean - q.mean).abs().max() <= 1e-4 and (logvar - q.logvar).abs().max() <= 1e-4

@@ -179,3 +179,14 @@ def test_a_conditional_table_model_trains_imputes_and_samples_by_class(tmp_path)
     run = vaezoo.open_run(tmp_path / "run", device="cpu")
     batch = run.modality.load_inputs([str(table)])
     assert batch["label"].tolist() == [["ash", "elm", "oak"].index(row[-1]) for row in source.rows]
+    # the decoder exports (z, class) -> the decoded table; the encoder reads the mask too: refused
+    result = runner.invoke(main, ["export", str(tmp_path / "run"), "--out", str(tmp_path / "export")])
+    assert result.exit_code == 0, result.output
+    import torch
+
+    decoder = torch.jit.load(str(tmp_path / "export" / "decoder.pt"))
+    z, c = torch.randn(5, run.vae.latent_dim), torch.tensor([0, 1, 2, 0, 1])
+    with torch.no_grad():
+        assert (decoder(z, c) - run.vae.decode(z, c).mean).abs().max() <= 1e-4
+    result = runner.invoke(main, ["export", str(tmp_path / "run"), "--part", "encoder", "--out", str(tmp_path / "e")])
+    assert result.exit_code == 2 and "reads batch key 'mask' besides x" in result.output and not (tmp_path / "e").exists()

@@ -230,3 +230,6 @@ def test_a_conditional_sentence_vae_trains_and_samples_a_chosen_class(tmp_path):
     result = cli("reconstruct", tmp_path / "run", "the cat sat on the mat .", "--condition", "animal",
                  "--as", "person", "--out", tmp_path / "r")
     assert result.exit_code == 0 and (tmp_path / "r" / "reconstructions-as-class1-person.txt").exists(), result.output
+    result = cli("export", tmp_path / "run", "--out", tmp_path / "export")   # a generation loop: not yet
+    assert result.exit_code == 2 and "autoregressive" in result.output.strip().splitlines()[-1]
+    assert not (tmp_path / "export").exists()

@@ -1,0 +1,184 @@
+"""Exporting a run's networks as TorchScript, to run where vaezoo is not installed.
+
+- decoder: ``z [N, D] -> the decoded mean`` (an image's pixel means, a standardised log-mel
+  clip, a table's real values and most probable categories); a conditional run's takes the
+  class ids too, ``(z [N, D], c [N]) -> mean``.
+- encoder: ``x -> (mean, logvar)`` of q(z|x), for modalities whose encoder reads ``x`` alone
+  (a conditional run's with the encoder reading the class: ``(x, c)``).
+
+Each part is traced (``torch.jit.trace``) in evaluation mode and checked before it is written:
+its outputs at another batch size must equal the Python model's (max abs difference <=
+``TOLERANCE``), so a decoder whose code fixes the batch size is refused, not exported wrong.
+``export.json`` beside the files says what each takes and returns, with the run's format,
+versions and class names. A part that cannot be exported (an autoregressive text decoder, an
+encoder that reads more than x, an IAF posterior) is refused with one line naming why.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from vaezoo.core.errors import InputError
+from vaezoo.core.files import atomic_path, write_json
+from vaezoo.core.version import __version__
+from vaezoo.train.formats import RUN_FORMAT
+
+TOLERANCE = 1e-4
+PARTS = ("decoder", "encoder")
+
+
+class DecoderMean(nn.Module):
+    """z -> p(x|z).mean; with a condition, (z, c) -> p(x|z, c).mean."""
+
+    def __init__(self, vae):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        if c is None:
+            return self.vae.decoder(z).mean
+        return self.vae.decode_embedded(z, self.vae.condition(c)).mean
+
+
+class EncoderGaussian(nn.Module):
+    """x -> (mean, logvar) of q(z|x); with a condition the encoder reads, (x, c)."""
+
+    def __init__(self, vae):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = {"x": x} if c is None else {"x": x, "condition": self.vae.condition(c)}
+        out = self.vae.encoder(batch)
+        return out[0], out[1]
+
+
+@dataclass
+class Exported:
+    part: str
+    module: torch.jit.ScriptModule
+    inputs: list[dict]
+    output: str
+    max_abs_difference: float
+
+    @property
+    def file(self) -> str:
+        return f"{self.part}.pt"
+
+
+def _classes(vae, n: int, seed: int) -> torch.Tensor:
+    return torch.randint(0, vae.condition.classes, (n,), generator=torch.Generator().manual_seed(seed))
+
+
+def _trace_and_check(module: nn.Module, make_inputs, part: str) -> tuple[torch.jit.ScriptModule, float]:
+    """Trace ``module`` on inputs of batch 2 and compare it with the Python module at batch 5."""
+    with torch.no_grad(), warnings.catch_warnings():
+        # torch 2.14 calls TorchScript deprecated (it still loads everywhere torch does), and warns
+        # that constants are baked in: the check below compares the trace with the model instead.
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        traced = torch.jit.trace(module, make_inputs(2, 0), check_trace=False)
+        inputs = make_inputs(5, 1)
+        want, got = module(*inputs), traced(*inputs)
+    want, got = (w if isinstance(w, tuple) else (w,) for w in (want, got))
+    same_shapes = len(want) == len(got) and all(a.shape == b.shape for a, b in zip(want, got))
+    difference = max(float((a.float() - b.float()).abs().max()) for a, b in zip(want, got)) if same_shapes else float("inf")
+    if not difference <= TOLERANCE:
+        raise InputError(f"the traced {part} differs from the model by {difference:.3g} at another batch size "
+                         f"(allowed {TOLERANCE:g}): its code depends on the batch it was traced with")
+    return traced, difference
+
+
+def export_decoder(run) -> Exported:
+    vae = run.vae
+    if not run.modality.uses_latent:
+        raise InputError("decoder: this model's decoder ignores z; there is nothing to export from z")
+    probe = _first_batch(run)
+    if probe is not None and not torch.is_floating_point(probe["x"]):
+        raise InputError(f"decoder: the {run.recipe.modality} decoder is autoregressive over discrete tokens; "
+                         "its decoded mean is a generation loop, which TorchScript export does not cover yet")
+    conditional = vae.condition is not None
+
+    def make(n: int, seed: int):
+        z = torch.randn(n, vae.latent_dim, generator=torch.Generator().manual_seed(seed))
+        return (z, _classes(vae, n, seed)) if conditional else (z,)
+
+    traced, difference = _trace_and_check(DecoderMean(vae).eval(), make, "decoder")
+    inputs = [{"name": "z", "shape": ["N", vae.latent_dim], "dtype": "float32"}]
+    if conditional:
+        inputs.append({"name": "c", "shape": ["N"], "dtype": "int64", "classes": vae.condition.names})
+    return Exported("decoder", traced, inputs, "the decoded mean [N, ...] (the decoder's p(x|z).mean)", difference)
+
+
+def _first_batch(run) -> dict | None:
+    """Two examples of the eval split, or None when the run's data cannot be read."""
+    from vaezoo.core.data import first_examples
+
+    try:
+        return first_examples(run.modality.dataset(run.recipe.eval.split), run.modality.collate, 2)
+    except Exception:   # the data may be gone (a shared run); only the encoder needs it
+        return None
+
+
+def export_encoder(run) -> Exported:
+    vae = run.vae
+    if vae.flow is not None:
+        raise InputError("encoder: the posterior is an IAF flow; an exported encoder would give its base Gaussian "
+                         "only, not q(z|x)")
+    batch = _first_batch(run)
+    if batch is None:
+        raise InputError(f"encoder: an example input is needed to trace it, and the {run.recipe.eval.split} split "
+                         "cannot be read (is the run's data still there?)")
+    x = batch["x"]
+    if not isinstance(x, torch.Tensor) or not torch.is_floating_point(x):
+        raise InputError(f"encoder: the {run.recipe.modality} encoder reads token ids with their lengths; "
+                         "TorchScript export covers encoders of float tensors x")
+    conditional = vae.condition is not None and vae.condition.to_encoder
+
+    def make(n: int, seed: int):
+        rows = x[torch.arange(n) % len(x)].clone()
+        rows += 0.01 * torch.randn(rows.shape, generator=torch.Generator().manual_seed(seed))
+        return (rows, _classes(vae, n, seed)) if conditional else (rows,)
+
+    try:
+        traced, difference = _trace_and_check(EncoderGaussian(vae).eval(), make, "encoder")
+    except KeyError as err:
+        raise InputError(f"encoder: the {run.recipe.modality} encoder reads batch key {err} besides x; "
+                         "TorchScript export covers encoders of x alone") from None
+    inputs = [{"name": "x", "shape": ["N", *x.shape[1:]], "dtype": str(x.dtype).replace("torch.", "")}]
+    if conditional:
+        inputs.append({"name": "c", "shape": ["N"], "dtype": "int64", "classes": vae.condition.names})
+    return Exported("encoder", traced, inputs, "(mean [N, D], logvar [N, D]) of q(z|x)", difference)
+
+
+EXPORTERS = {"decoder": export_decoder, "encoder": export_encoder}
+
+
+def export_run(run, out: Path, parts: list[str]) -> tuple[list[Exported], Path]:
+    """Export ``parts`` of ``run`` as TorchScript into ``out``; returns them and export.json.
+    Every part is traced and checked before any file is written, so a refused part leaves
+    ``out`` as it was."""
+    run.vae.eval()
+    done = [EXPORTERS[part](run) for part in parts]
+    out.mkdir(parents=True, exist_ok=True)
+    for e in done:
+        with atomic_path(out / e.file) as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            torch.jit.save(e.module, str(tmp))
+    info: dict[str, Any] = {
+        "format": "torchscript", "modality": run.recipe.modality, "run": str(run.path), "weights": run.weights,
+        "weights_step": run.weights_step, "vaezoo_version": __version__, "run_format": RUN_FORMAT,
+        "torch_version": torch.__version__, "latent_dim": run.vae.latent_dim,
+        "parts": {e.part: {"file": e.file, "inputs": e.inputs, "output": e.output,
+                           "max_abs_difference": e.max_abs_difference, "batch": "any"} for e in done},
+        "load": "torch.jit.load(FILE).eval(); no vaezoo needed",
+    }
+    manifest = out / "export.json"
+    write_json(manifest, info)
+    return done, manifest
