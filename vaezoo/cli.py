@@ -639,22 +639,32 @@ def score(run_dir: Path, inputs, k: int, split: str, max_examples, labels_path: 
 
 @main.command()
 @RUN
-@click.option("--format", "fmt", type=click.Choice(["torchscript"]), default="torchscript", show_default=True,
-              help="What to write: TorchScript modules, loaded with torch alone (torch.jit.load).")
+@click.option("--format", "fmt", type=click.Choice(["torchscript", "folder"]), default="torchscript", show_default=True,
+              help="torchscript: modules loaded with torch alone (torch.jit.load); folder: a shareable model "
+                   "folder (weights, recipe, the plugin's fitted state, eval table, samples, a model card) that "
+                   "vaezoo sample, vaezoo eval and vaezoo.open_run take like a run.")
 @click.option("--part", type=click.Choice(["decoder", "encoder", "all"]), default="decoder", show_default=True,
-              help="decoder: z -> the decoded mean; encoder: x -> (mean, logvar); all: both.")
-@click.option("--out", **OUTPUT_DIR, help="Output folder (default: RUN_DIR/export).")
+              help="torchscript: decoder (z -> the decoded mean), encoder (x -> mean, logvar) or all.")
+@click.option("--out", **OUTPUT_DIR, help="Output folder (default: RUN_DIR/export, or RUN_DIR/model for a folder).")
 @opens_a_run
 def export(run_dir: Path, fmt: str, part: str, out: Path | None, weights: str, overrides, device: str) -> None:
-    """Export a run's networks to run without vaezoo: PART.pt files and export.json (inputs, outputs, classes).
+    """Export a run: networks that run without vaezoo, or a model folder to share.
 
-    Each part is traced and checked against the Python model at another batch size before
-    anything is written; one that cannot be exported (a text decoder's generation loop, an
-    encoder that reads more than x) is refused with the reason, and nothing is written.
+    --format torchscript writes PART.pt files and export.json (inputs, outputs, classes). Each
+    part is traced and checked against the Python model at another batch size before anything
+    is written; one that cannot be exported (a text decoder's generation loop, an encoder that
+    reads more than x) is refused with the reason, and nothing is written.
+
+    --format folder writes a model folder with a README.md model card.
     """
+    run = _open(run_dir, weights, overrides, "cpu" if device == "auto" else device)
+    if fmt == "folder":
+        from vaezoo.analysis.model_folder import write_model_folder
+
+        _echo_files(write_model_folder(run, out or run.path / "model"))
+        return
     from vaezoo.analysis.export import PARTS, export_run
 
-    run = _open(run_dir, weights, overrides, "cpu" if device == "auto" else device)
     folder = out or run.path / "export"
     done, manifest = export_run(run, folder, list(PARTS) if part == "all" else [part])
     for e in done:

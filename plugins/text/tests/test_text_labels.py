@@ -233,3 +233,9 @@ def test_a_conditional_sentence_vae_trains_and_samples_a_chosen_class(tmp_path):
     result = cli("export", tmp_path / "run", "--out", tmp_path / "export")   # a generation loop: not yet
     assert result.exit_code == 2 and "autoregressive" in result.output.strip().splitlines()[-1]
     assert not (tmp_path / "export").exists()
+    # a model folder carries the tokenizer the run fitted, and samples like the run
+    result = cli("export", tmp_path / "run", "--format", "folder", "--out", tmp_path / "shared")
+    assert result.exit_code == 0 and (tmp_path / "shared" / "tokenizer.json").exists(), result.output
+    result = cli("sample", tmp_path / "shared", "--condition", "person", "-n", "3", "--out", tmp_path / "s2")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "s2" / "samples-t1-seed0-class1-person.txt").read_text().splitlines() == lines
