@@ -132,8 +132,56 @@ def test_weights_that_do_not_fit_the_recipe_are_one_line(tmp_path):
 
 @pytest.mark.parametrize("bad, message", [
     (["--part", "nope"], "Invalid value for '--part'"),
-    (["--format", "onnx"], "Invalid value for '--format'"),
+    (["--format", "pickle"], "Invalid value for '--format'"),
 ])
 def test_bad_options_exit_2(tmp_path, bad, message):
     result = export(FIXTURE, tmp_path / "out", *bad)
     assert result.exit_code == 2 and message in result.output
+
+
+ONNX_WITHOUT_VAEZOO = """
+import sys
+for name in ("vaezoo", "tiny_modality", "torch"):
+    sys.modules[name] = None           # ONNX Runtime alone: neither vaezoo nor torch
+import onnxruntime
+from safetensors.numpy import load_file, save_file
+folder, inputs, outputs = sys.argv[1:4]
+given = load_file(inputs)
+out = {}
+for part, names in (("decoder", ["z", "c"]), ("encoder", ["x", "c"])):
+    session = onnxruntime.InferenceSession(f"{folder}/{part}.onnx", providers=["CPUExecutionProvider"])
+    feed = {name: given[f"{part}.{name}"] for name in names}
+    for i, array in enumerate(session.run(None, feed)):
+        out[f"{part}.{i}"] = array
+save_file(out, outputs)
+"""
+
+
+def test_onnx_files_match_the_model_in_onnx_runtime_without_vaezoo_or_torch(tmp_path):
+    result = export(FIXTURE, tmp_path / "export", "--format", "onnx", "--part", "all")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["decoder.onnx", "encoder.onnx", "export.json"]
+    assert json.loads((tmp_path / "export" / "export.json").read_text())["format"] == "onnx"
+    run = open_run(FIXTURE, device="cpu")
+    g = torch.Generator().manual_seed(3)
+    z, c = torch.randn(64, 2, generator=g), torch.randint(0, 4, (64,), generator=g)
+    x, cx = torch.randn(1, 6, generator=g), torch.tensor([2])        # batch 64 and batch 1
+    save_file({"decoder.z": z, "decoder.c": c, "encoder.x": x, "encoder.c": cx}, str(tmp_path / "in.safetensors"))
+    script = tmp_path / "onnx_only.py"
+    script.write_text(ONNX_WITHOUT_VAEZOO)
+    done = subprocess.run([sys.executable, "-I", str(script), str(tmp_path / "export"), str(tmp_path / "in.safetensors"),
+                           str(tmp_path / "out.safetensors")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = load_file(str(tmp_path / "out.safetensors"))
+    with torch.no_grad():
+        q = run.vae.encode({"x": x, "label": cx})
+        assert (got["decoder.0"] - run.vae.decode(z, c).mean).abs().max() <= 1e-4
+        assert (got["encoder.0"] - q.mean).abs().max() <= 1e-4 and (got["encoder.1"] - q.logvar).abs().max() <= 1e-4
+
+
+def test_onnx_without_onnxruntime_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    result = export(FIXTURE, tmp_path / "out", "--format", "onnx")
+    assert result.exit_code == 2 and not (tmp_path / "out").exists()
+    assert result.output.strip().splitlines()[-1] == ("error: --format onnx needs the onnx and onnxruntime packages: "
+                                                      "pip install 'vaezoo[export]'")

@@ -639,18 +639,21 @@ def score(run_dir: Path, inputs, k: int, split: str, max_examples, labels_path: 
 
 @main.command()
 @RUN
-@click.option("--format", "fmt", type=click.Choice(["torchscript", "folder"]), default="torchscript", show_default=True,
-              help="torchscript: modules loaded with torch alone (torch.jit.load); folder: a shareable model "
+@click.option("--format", "fmt", type=click.Choice(["torchscript", "onnx", "folder"]), default="torchscript",
+              show_default=True,
+              help="torchscript: modules loaded with torch alone (torch.jit.load); onnx: ONNX files for ONNX "
+                   "Runtime (needs pip install 'vaezoo[export]'); folder: a shareable model "
                    "folder (weights, recipe, the plugin's fitted state, eval table, samples, a model card) that "
                    "vaezoo sample, vaezoo eval and vaezoo.open_run take like a run.")
 @click.option("--part", type=click.Choice(["decoder", "encoder", "all"]), default="decoder", show_default=True,
-              help="torchscript: decoder (z -> the decoded mean), encoder (x -> mean, logvar) or all.")
+              help="torchscript, onnx: decoder (z -> the decoded mean), encoder (x -> mean, logvar) or all.")
 @click.option("--out", **OUTPUT_DIR, help="Output folder (default: RUN_DIR/export, or RUN_DIR/model for a folder).")
 @opens_a_run
 def export(run_dir: Path, fmt: str, part: str, out: Path | None, weights: str, overrides, device: str) -> None:
     """Export a run: networks that run without vaezoo, or a model folder to share.
 
-    --format torchscript writes PART.pt files and export.json (inputs, outputs, classes). Each
+    --format torchscript writes PART.pt files (--format onnx: PART.onnx) and export.json
+    (inputs, outputs, classes). Each
     part is traced and checked against the Python model at another batch size before anything
     is written; one that cannot be exported (a text decoder's generation loop, an encoder that
     reads more than x) is refused with the reason, and nothing is written.
@@ -666,7 +669,7 @@ def export(run_dir: Path, fmt: str, part: str, out: Path | None, weights: str, o
     from vaezoo.analysis.export import PARTS, export_run
 
     folder = out or run.path / "export"
-    done, manifest = export_run(run, folder, list(PARTS) if part == "all" else [part])
+    done, manifest = export_run(run, folder, list(PARTS) if part == "all" else [part], fmt)
     for e in done:
         click.echo(f"{e.part}: {', '.join(i['name'] for i in e.inputs)} -> {e.output}; "
                    f"max abs difference from the model {e.max_abs_difference:.2g}")

@@ -1,4 +1,4 @@
-"""Exporting a run's networks as TorchScript, to run where vaezoo is not installed.
+"""Exporting a run's networks as TorchScript or ONNX, to run where vaezoo is not installed.
 
 - decoder: ``z [N, D] -> the decoded mean`` (an image's pixel means, a standardised log-mel
   clip, a table's real values and most probable categories); a conditional run's takes the
@@ -9,7 +9,9 @@
 Each part is traced (``torch.jit.trace``) in evaluation mode and checked before it is written:
 its outputs at another batch size must equal the Python model's (max abs difference <=
 ``TOLERANCE``), so a decoder whose code fixes the batch size is refused, not exported wrong.
-``export.json`` beside the files says what each takes and returns, with the run's format,
+ONNX files (``--format onnx``, torch's TorchScript-based exporter, a dynamic batch axis) are
+checked the same way in ONNX Runtime. ``export.json`` beside the files says what each takes
+and returns, with the run's format,
 versions and class names. A part that cannot be exported (an autoregressive text decoder, an
 encoder that reads more than x, an IAF posterior) is refused with one line naming why.
 """
@@ -66,10 +68,14 @@ class Exported:
     inputs: list[dict]
     output: str
     max_abs_difference: float
+    model: nn.Module                    # the Python wrapper (ONNX exports it)
+    make_inputs: Any                    # (n, seed) -> example inputs
+    outputs: tuple[str, ...] = ("mean",)
+    suffix: str = ".pt"
 
     @property
     def file(self) -> str:
-        return f"{self.part}.pt"
+        return f"{self.part}{self.suffix}"
 
 
 def _classes(vae, n: int, seed: int) -> torch.Tensor:
@@ -113,7 +119,8 @@ def export_decoder(run) -> Exported:
     inputs = [{"name": "z", "shape": ["N", vae.latent_dim], "dtype": "float32"}]
     if conditional:
         inputs.append({"name": "c", "shape": ["N"], "dtype": "int64", "classes": vae.condition.names})
-    return Exported("decoder", traced, inputs, "the decoded mean [N, ...] (the decoder's p(x|z).mean)", difference)
+    return Exported("decoder", traced, inputs, "the decoded mean [N, ...] (the decoder's p(x|z).mean)", difference,
+                    DecoderMean(vae).eval(), make)
 
 
 def _first_batch(run) -> dict | None:
@@ -154,30 +161,70 @@ def export_encoder(run) -> Exported:
     inputs = [{"name": "x", "shape": ["N", *x.shape[1:]], "dtype": str(x.dtype).replace("torch.", "")}]
     if conditional:
         inputs.append({"name": "c", "shape": ["N"], "dtype": "int64", "classes": vae.condition.names})
-    return Exported("encoder", traced, inputs, "(mean [N, D], logvar [N, D]) of q(z|x)", difference)
+    return Exported("encoder", traced, inputs, "(mean [N, D], logvar [N, D]) of q(z|x)", difference,
+                    EncoderGaussian(vae).eval(), make, ("mean", "logvar"))
 
 
 EXPORTERS = {"decoder": export_decoder, "encoder": export_encoder}
 
 
-def export_run(run, out: Path, parts: list[str]) -> tuple[list[Exported], Path]:
-    """Export ``parts`` of ``run`` as TorchScript into ``out``; returns them and export.json.
-    Every part is traced and checked before any file is written, so a refused part leaves
-    ``out`` as it was."""
+def onnx_bytes(e: Exported) -> tuple[bytes, float]:
+    """``e``'s Python module as ONNX (a dynamic batch axis), and its largest difference from the
+    module in ONNX Runtime at another batch size."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise InputError("--format onnx needs the onnx and onnxruntime packages: pip install 'vaezoo[export]'") from None
+    import tempfile
+
+    example = e.make_inputs(2, 0)
+    names = [i["name"] for i in e.inputs]
+    with torch.no_grad(), warnings.catch_warnings(), tempfile.TemporaryDirectory() as scratch:
+        warnings.simplefilter("ignore")   # the exporter's deprecation and tracer notes; the check below decides
+        path = Path(scratch) / f"{e.part}.onnx"
+        torch.onnx.export(e.model, example, str(path), dynamo=False, input_names=names, output_names=list(e.outputs),
+                          dynamic_axes={name: {0: "N"} for name in [*names, *e.outputs]}, opset_version=17)
+        data = path.read_bytes()
+    session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+    inputs = e.make_inputs(5, 1)
+    with torch.no_grad():
+        want = e.model(*inputs)
+    want = want if isinstance(want, tuple) else (want,)
+    got = session.run(None, {name: t.numpy() for name, t in zip(names, inputs)})
+    difference = max(float((w - torch.from_numpy(g)).abs().max()) for w, g in zip(want, got))
+    if not difference <= TOLERANCE:
+        raise InputError(f"the ONNX {e.part} differs from the model by {difference:.3g} in ONNX Runtime "
+                         f"(allowed {TOLERANCE:g})")
+    return data, difference
+
+
+def export_run(run, out: Path, parts: list[str], fmt: str = "torchscript") -> tuple[list[Exported], Path]:
+    """Export ``parts`` of ``run`` as TorchScript (or ONNX) into ``out``; returns them and
+    export.json. Every part is traced and checked before any file is written, so a refused part
+    leaves ``out`` as it was."""
     run.vae.eval()
     done = [EXPORTERS[part](run) for part in parts]
+    onnx_files = {}
+    if fmt == "onnx":
+        for e in done:
+            onnx_files[e.part], e.max_abs_difference = onnx_bytes(e)
+            e.suffix = ".onnx"
     out.mkdir(parents=True, exist_ok=True)
     for e in done:
         with atomic_path(out / e.file) as tmp, warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            torch.jit.save(e.module, str(tmp))
+            if fmt == "onnx":
+                tmp.write_bytes(onnx_files[e.part])
+            else:
+                torch.jit.save(e.module, str(tmp))
     info: dict[str, Any] = {
-        "format": "torchscript", "modality": run.recipe.modality, "run": str(run.path), "weights": run.weights,
+        "format": fmt, "modality": run.recipe.modality, "run": str(run.path), "weights": run.weights,
         "weights_step": run.weights_step, "vaezoo_version": __version__, "run_format": RUN_FORMAT,
         "torch_version": torch.__version__, "latent_dim": run.vae.latent_dim,
         "parts": {e.part: {"file": e.file, "inputs": e.inputs, "output": e.output,
                            "max_abs_difference": e.max_abs_difference, "batch": "any"} for e in done},
-        "load": "torch.jit.load(FILE).eval(); no vaezoo needed",
+        "load": ("onnxruntime.InferenceSession(FILE).run(None, {input name: array})" if fmt == "onnx"
+                 else "torch.jit.load(FILE).eval()") + "; no vaezoo needed",
     }
     manifest = out / "export.json"
     write_json(manifest, info)
