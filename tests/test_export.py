@@ -185,3 +185,9 @@ def test_onnx_without_onnxruntime_says_what_to_install(tmp_path, monkeypatch):
     assert result.exit_code == 2 and not (tmp_path / "out").exists()
     assert result.output.strip().splitlines()[-1] == ("error: --format onnx needs the onnx and onnxruntime packages: "
                                                       "pip install 'vaezoo[export]'")
+
+
+def test_an_output_part_needs_a_modality_that_has_one(tmp_path):
+    result = export(FIXTURE, tmp_path / "out", "--part", "output")
+    assert result.exit_code == 2 and not (tmp_path / "out").exists()
+    assert "has no output module past its decoded mean" in result.output.strip().splitlines()[-1]

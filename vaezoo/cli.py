@@ -645,8 +645,10 @@ def score(run_dir: Path, inputs, k: int, split: str, max_examples, labels_path: 
                    "Runtime (needs pip install 'vaezoo[export]'); folder: a shareable model "
                    "folder (weights, recipe, the plugin's fitted state, eval table, samples, a model card) that "
                    "vaezoo sample, vaezoo eval and vaezoo.open_run take like a run.")
-@click.option("--part", type=click.Choice(["decoder", "encoder", "all"]), default="decoder", show_default=True,
-              help="torchscript, onnx: decoder (z -> the decoded mean), encoder (x -> mean, logvar) or all.")
+@click.option("--part", type=click.Choice(["decoder", "encoder", "output", "all"]), default="decoder",
+              show_default=True,
+              help="torchscript, onnx: decoder (z -> the decoded mean), encoder (x -> mean, logvar), all (both); "
+                   "output: z -> what the modality makes of the mean (audio: the waveform, Griffin-Lim included).")
 @click.option("--out", **OUTPUT_DIR, help="Output folder (default: RUN_DIR/export, or RUN_DIR/model for a folder).")
 @opens_a_run
 def export(run_dir: Path, fmt: str, part: str, out: Path | None, weights: str, overrides, device: str) -> None:

@@ -5,6 +5,8 @@
   class ids too, ``(z [N, D], c [N]) -> mean``.
 - encoder: ``x -> (mean, logvar)`` of q(z|x), for modalities whose encoder reads ``x`` alone
   (a conditional run's with the encoder reading the class: ``(x, c)``).
+- output: ``z -> the modality's output`` (``Modality.output_module`` after the decoded mean):
+  for audio the waveform, Griffin-Lim included, end to end.
 
 Each part is traced (``torch.jit.trace``) in evaluation mode and checked before it is written:
 its outputs at another batch size must equal the Python model's (max abs difference <=
@@ -46,6 +48,17 @@ class DecoderMean(nn.Module):
         if c is None:
             return self.vae.decoder(z).mean
         return self.vae.decode_embedded(z, self.vae.condition(c)).mean
+
+
+class DecoderOutput(nn.Module):
+    """z [, c] -> the modality's output module applied to the decoded mean (audio: a waveform)."""
+
+    def __init__(self, vae, head: nn.Module):
+        super().__init__()
+        self.decoded, self.head = DecoderMean(vae), head
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.decoded(z, c))
 
 
 class EncoderGaussian(nn.Module):
@@ -123,6 +136,37 @@ def export_decoder(run) -> Exported:
                     DecoderMean(vae).eval(), make)
 
 
+def export_output(run) -> Exported:
+    vae = run.vae
+    head = run.modality.output_module()
+    if head is None:
+        raise InputError(f"output: the {run.recipe.modality} modality has no output module past its decoded mean "
+                         "(Modality.output_module); export the decoder")
+    conditional = vae.condition is not None
+
+    def make(n: int, seed: int):
+        z = torch.randn(n, vae.latent_dim, generator=torch.Generator().manual_seed(seed))
+        return (z, _classes(vae, n, seed)) if conditional else (z,)
+
+    model = DecoderOutput(vae, head.eval()).eval()
+    with _one_thread():      # a module that splits its batch over threads is traced on one
+        traced, difference = _trace_and_check(model, make, "output")
+    inputs = [{"name": "z", "shape": ["N", vae.latent_dim], "dtype": "float32"}]
+    if conditional:
+        inputs.append({"name": "c", "shape": ["N"], "dtype": "int64", "classes": vae.condition.names})
+    return Exported("output", traced, inputs, "the modality's output of the decoded mean (audio: waveforms [N, L])",
+                    difference, model, make, ("output",))
+
+
+class _one_thread:
+    def __enter__(self):
+        self.threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        torch.set_num_threads(self.threads)
+
+
 def _first_batch(run) -> dict | None:
     """Two examples of the eval split, or None when the run's data cannot be read."""
     from vaezoo.core.data import first_examples
@@ -165,7 +209,7 @@ def export_encoder(run) -> Exported:
                     EncoderGaussian(vae).eval(), make, ("mean", "logvar"))
 
 
-EXPORTERS = {"decoder": export_decoder, "encoder": export_encoder}
+EXPORTERS = {"decoder": export_decoder, "encoder": export_encoder, "output": export_output}
 
 
 def onnx_bytes(e: Exported) -> tuple[bytes, float]:
@@ -182,8 +226,13 @@ def onnx_bytes(e: Exported) -> tuple[bytes, float]:
     with torch.no_grad(), warnings.catch_warnings(), tempfile.TemporaryDirectory() as scratch:
         warnings.simplefilter("ignore")   # the exporter's deprecation and tracer notes; the check below decides
         path = Path(scratch) / f"{e.part}.onnx"
-        torch.onnx.export(e.model, example, str(path), dynamo=False, input_names=names, output_names=list(e.outputs),
-                          dynamic_axes={name: {0: "N"} for name in [*names, *e.outputs]}, opset_version=17)
+        try:
+            torch.onnx.export(e.model, example, str(path), dynamo=False, input_names=names,
+                              output_names=list(e.outputs), opset_version=17,
+                              dynamic_axes={name: {0: "N"} for name in [*names, *e.outputs]})
+        except Exception as err:   # an operator ONNX lacks (the exporter's many error types): say which, in one line
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise InputError(f"the {e.part} cannot be written as ONNX: {first}; --format torchscript can") from None
         data = path.read_bytes()
     session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
     inputs = e.make_inputs(5, 1)

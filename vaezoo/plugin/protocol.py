@@ -50,8 +50,9 @@ class ApiVersion(NamedTuple):
 #: 1.2 added pseudo_inputs (for the VampPrior) and an encoder's optional third output, its
 #: context vector (for an IAF posterior); 1.3 added build_discriminator (the adversarial
 #: stage); 1.4 added the class condition: decoder_input_dim, encoder_condition_dim and the
-#: embedded condition in batch["condition"] (a conditional VAE). docs/plugins.md has the table
-#: and the rule for plugin authors.
+#: embedded condition in batch["condition"] (a conditional VAE), and output_module (what
+#: `vaezoo export --part output` appends to the decoder). docs/plugins.md has the table and the
+#: rule for plugin authors.
 PLUGIN_API_VERSION = ApiVersion(1, 4)
 #: the first plugin API whose plugins size their networks for a conditional recipe
 CONDITION_API = ApiVersion(1, 4)
@@ -176,6 +177,13 @@ class Modality(abc.ABC):
         grows by this size."""
         c = getattr(self.recipe, "condition", None)
         return self.condition_dim if c is not None and c.encoder else 0
+
+    def output_module(self) -> "nn.Module | None":
+        """(API 1.4) Optional: a module from the decoder's mean ``[N, ...]`` to what a person hears
+        or sees (audio: the waveform ``[N, L]``), with no randomness and a fixed number of steps,
+        so that ``torch.jit.trace`` records it whole. ``vaezoo export --part output`` writes
+        z -> this module(decoded mean). None (the default): the modality has no such part."""
+        return None
 
     def pseudo_inputs(self, k: int) -> "nn.Module | None":
         """(API 1.2) Optional: ``k`` trainable pseudo-inputs for the VampPrior, as a module whose

@@ -163,3 +163,13 @@ def test_a_conditional_mel_vae_trains_and_samples_every_class(sounds, tmp_path):
     mel = run.vae.decode(z, torch.arange(3)).mean
     assert not torch.allclose(mel[0], mel[1])
     assert run.vae.condition.to_encoder is False
+    # z (and the class) -> waveform, Griffin-Lim included, as one TorchScript module; from zero
+    # phase it equals the plugin's own path with inversion.random_phase = false
+    result = cli("export", tmp_path / "run", "--part", "output", "--out", tmp_path / "export")
+    assert result.exit_code == 0, result.output
+    exported = torch.jit.load(str(tmp_path / "export" / "output.pt"))
+    fixed = vaezoo.open_run(tmp_path / "run", device="cpu", overrides=["inversion.random_phase=false"])
+    with torch.no_grad():
+        waves = exported(z, torch.arange(3))
+        want = fixed.modality.to_waves(fixed.modality.log_mel(fixed.vae.decode(z, torch.arange(3)).mean))
+    assert waves.shape == want.shape and (waves - want).abs().max() <= 1e-4

@@ -229,6 +229,27 @@ class Inverter(torch.nn.Module):
         return self.griffin_lim(self.linear_power(log_mel), generator)
 
 
+class WaveformHead(torch.nn.Module):
+    """Standardised log-mel clips ``[N, 1, n_mels, T]`` (the decoder's mean) -> waveforms
+    ``[N, (T - 1) * hop]``: denormalise, invert the mel scale, fast Griffin-Lim from zero phase
+    (no randomness, one thread): the export of the path ``to_waves`` takes."""
+
+    def __init__(self, normalizer: "Normalizer", inverter: Inverter):
+        super().__init__()
+        self.inverter = inverter
+        self.register_buffer("mean", normalizer.mean.float().unsqueeze(-1))
+        self.register_buffer("std", normalizer.std.float().unsqueeze(-1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f, inv = self.inverter.features, self.inverter.inversion
+        log_mel = x.float().squeeze(1) * self.std + self.mean
+        magnitude = self.inverter.linear_power(log_mel).clamp_min(0).sqrt()
+        angles = torch.ones(magnitude.shape, dtype=torch.complex64)
+        return griffin_lim(magnitude, angles, window=self.inverter.window, n_fft=f.n_fft, hop_length=f.hop_length,
+                           win_length=f.window, n_iter=inv.iterations, momentum=inv.momentum,
+                           length=(log_mel.shape[-1] - 1) * f.hop_length)
+
+
 def griffin_lim(magnitude: torch.Tensor, angles: torch.Tensor, *, window: torch.Tensor, n_fft: int, hop_length: int,
                 win_length: int, n_iter: int, momentum: float, length: int) -> torch.Tensor:
     """Fast Griffin-Lim (Perraudin et al. 2013) from given initial phases.

@@ -155,6 +155,13 @@ class AudioModality(Modality):
                             constants={"length": torch.full((k,), self.clip_frames)})
 
     # -- back to sound ------------------------------------------------------------------------
+    def output_module(self) -> nn.Module:
+        """(API 1.4) The decoder's mean -> waveform, for `vaezoo export --part output`: Griffin-Lim
+        from zero phase (the exported path has no randomness), with the recipe's iterations."""
+        from vaezoo_audio.features import Inverter, WaveformHead
+
+        return WaveformHead(self.normalizer, Inverter(self.recipe.features, self.recipe.inversion))
+
     @property
     def inverter(self) -> Inverter:
         if self._inverter is None:
