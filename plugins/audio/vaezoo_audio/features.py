@@ -234,6 +234,9 @@ class WaveformHead(torch.nn.Module):
     ``[N, (T - 1) * hop]``: denormalise, invert the mel scale, fast Griffin-Lim from zero phase
     (no randomness, one thread): the export of the path ``to_waves`` takes."""
 
+    mean: torch.Tensor  # buffers (register_buffer in __init__): [n_mels, 1]
+    std: torch.Tensor
+
     def __init__(self, normalizer: "Normalizer", inverter: Inverter):
         super().__init__()
         self.inverter = inverter
