@@ -9,7 +9,7 @@ DATA_PACKAGES := dataset-fashion-mnist wordnet-base klettres-data
 TEST_PACKAGES := chromium chromium-driver
 DEMO_RUN ?= runs/demo
 
-.PHONY: install data test-packages test demo bench-image bench-tabular bench-models bench-vaegan bench-conditional clean
+.PHONY: install data test-packages test demo bench-image bench-tabular bench-models bench-vaegan bench-conditional bench-export clean
 
 install: $(STAMP)
 
@@ -80,6 +80,11 @@ bench-vaegan: install
 # language), and IW-NLL -log p(x|c) against -log p(x). Writes benchmarks/results/conditional.jsonl.
 bench-conditional: install
 	nice $(BIN)/python benchmarks/conditional.py
+
+# Exported decoders (TorchScript, ONNX Runtime) against the Python model, batch 1 and 64 on 2
+# threads, and the audio real-time factor of z -> waveform. Writes benchmarks/results/export_speed.jsonl.
+bench-export: install
+	nice $(BIN)/python benchmarks/export_speed.py --threads 2
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
