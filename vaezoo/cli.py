@@ -675,7 +675,8 @@ def export(run_dir: Path, fmt: str, part: str, out: Path | None, weights: str, o
     for e in done:
         click.echo(f"{e.part}: {', '.join(i['name'] for i in e.inputs)} -> {e.output}; "
                    f"max abs difference from the model {e.max_abs_difference:.2g}")
-    _echo_files([folder / e.file for e in done] + [manifest])
+    beside = json.loads(manifest.read_text(encoding="utf-8"))["plugin_state"]
+    _echo_files([folder / e.file for e in done] + [folder / name for name in beside] + [manifest])
 
 
 @main.command()

@@ -1,8 +1,9 @@
 """Exporting a run's networks as TorchScript or ONNX, to run where vaezoo is not installed.
 
 - decoder: ``z [N, D] -> the decoded mean`` (an image's pixel means, a standardised log-mel
-  clip, a table's real values and most probable categories); a conditional run's takes the
-  class ids too, ``(z [N, D], c [N]) -> mean``.
+  clip, a table's real values and most probable categories; for text, the token ids of greedy
+  generation, from the plugin's scriptable ``export_decoder``, with tokenizer.json beside it);
+  a conditional run's takes the class ids too, ``(z [N, D], c [N]) -> mean``.
 - encoder: ``x -> (mean, logvar)`` of q(z|x), for modalities whose encoder reads ``x`` alone
   (a conditional run's with the encoder reading the class: ``(x, c)``).
 - output: ``z -> the modality's output`` (``Modality.output_module`` after the decoded mean):
@@ -14,12 +15,14 @@ its outputs at another batch size must equal the Python model's (max abs differe
 ONNX files (``--format onnx``, torch's TorchScript-based exporter, a dynamic batch axis) are
 checked the same way in ONNX Runtime. ``export.json`` beside the files says what each takes
 and returns, with the run's format,
-versions and class names. A part that cannot be exported (an autoregressive text decoder, an
-encoder that reads more than x, an IAF posterior) is refused with one line naming why.
+versions and class names; the plugin's fitted state (tokenizer.json, statistics) is copied
+beside. A part that cannot be exported (an encoder that reads more than x, an IAF posterior,
+a token decoder without ``export_decoder``) is refused with one line naming why.
 """
 
 from __future__ import annotations
 
+import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +51,19 @@ class DecoderMean(nn.Module):
         if c is None:
             return self.vae.decoder(z).mean
         return self.vae.decode_embedded(z, self.vae.condition(c)).mean
+
+
+class ScriptedDecoderMean(nn.Module):
+    """z [, c] -> a plugin's scripted decoder (``Modality.export_decoder``) of z and the class embedding."""
+
+    def __init__(self, vae, scripted: torch.jit.ScriptModule):
+        super().__init__()
+        self.condition, self.scripted = vae.condition, scripted
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        if c is None or self.condition is None:
+            return self.scripted(z)
+        return self.scripted(torch.cat([z, self.condition(c).to(z.dtype)], dim=-1))
 
 
 class DecoderOutput(nn.Module):
@@ -95,8 +111,10 @@ def _classes(vae, n: int, seed: int) -> torch.Tensor:
     return torch.randint(0, vae.condition.classes, (n,), generator=torch.Generator().manual_seed(seed))
 
 
-def _trace_and_check(module: nn.Module, make_inputs, part: str) -> tuple[torch.jit.ScriptModule, float]:
-    """Trace ``module`` on inputs of batch 2 and compare it with the Python module at batch 5."""
+def _trace_and_check(module: nn.Module, make_inputs, part: str,
+                     reference: nn.Module | None = None) -> tuple[torch.jit.ScriptModule, float]:
+    """Trace ``module`` on inputs of batch 2 and compare it with the Python module (``reference``,
+    default ``module`` itself) at batch 5."""
     with torch.no_grad(), warnings.catch_warnings():
         # torch 2.14 calls TorchScript deprecated (it still loads everywhere torch does), and warns
         # that constants are baked in: the check below compares the trace with the model instead.
@@ -104,7 +122,7 @@ def _trace_and_check(module: nn.Module, make_inputs, part: str) -> tuple[torch.j
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         traced = torch.jit.trace(module, make_inputs(2, 0), check_trace=False)
         inputs = make_inputs(5, 1)
-        want, got = module(*inputs), traced(*inputs)
+        want, got = (reference or module)(*inputs), traced(*inputs)
     want, got = (w if isinstance(w, tuple) else (w,) for w in (want, got))
     same_shapes = len(want) == len(got) and all(a.shape == b.shape for a, b in zip(want, got))
     difference = max(float((a.float() - b.float()).abs().max()) for a, b in zip(want, got)) if same_shapes else float("inf")
@@ -118,22 +136,36 @@ def export_decoder(run) -> Exported:
     vae = run.vae
     if not run.modality.uses_latent:
         raise InputError("decoder: this model's decoder ignores z; there is nothing to export from z")
-    probe = _first_batch(run)
-    if probe is not None and not torch.is_floating_point(probe["x"]):
-        raise InputError(f"decoder: the {run.recipe.modality} decoder is autoregressive over discrete tokens; "
-                         "its decoded mean is a generation loop, which TorchScript export does not cover yet")
     conditional = vae.condition is not None
 
     def make(n: int, seed: int):
         z = torch.randn(n, vae.latent_dim, generator=torch.Generator().manual_seed(seed))
         return (z, _classes(vae, n, seed)) if conditional else (z,)
 
-    traced, difference = _trace_and_check(DecoderMean(vae).eval(), make, "decoder")
+    scriptable = run.modality.export_decoder(vae.decoder)
+    if scriptable is not None:   # a loop (text generation): scripted, then traced around, checked alike
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                scripted = torch.jit.script(scriptable.eval())
+        except Exception as err:   # TorchScript's compiler errors come in many types: name the first line
+            raise InputError(f"decoder: the {run.recipe.modality} plugin's export_decoder does not compile as "
+                             f"TorchScript: {str(err).strip().splitlines()[0]}") from None
+        model: nn.Module = ScriptedDecoderMean(vae, scripted).eval()
+        traced, difference = _trace_and_check(model, make, "decoder", reference=DecoderMean(vae).eval())
+        output = "token ids [N, L] of greedy generation, each row ending in EOS (unless cut) then PAD"
+    else:
+        probe = _first_batch(run)
+        if probe is not None and not torch.is_floating_point(probe["x"]):
+            raise InputError(f"decoder: the {run.recipe.modality} decoder reads discrete tokens and its plugin "
+                             "gives no scriptable decoder (Modality.export_decoder)")
+        model = DecoderMean(vae).eval()
+        traced, difference = _trace_and_check(model, make, "decoder")
+        output = "the decoded mean [N, ...] (the decoder's p(x|z).mean)"
     inputs = [{"name": "z", "shape": ["N", vae.latent_dim], "dtype": "float32"}]
     if conditional:
         inputs.append({"name": "c", "shape": ["N"], "dtype": "int64", "classes": vae.condition.names})
-    return Exported("decoder", traced, inputs, "the decoded mean [N, ...] (the decoder's p(x|z).mean)", difference,
-                    DecoderMean(vae).eval(), make)
+    return Exported("decoder", traced, inputs, output, difference, model, make)
 
 
 def export_output(run) -> Exported:
@@ -259,6 +291,11 @@ def export_run(run, out: Path, parts: list[str], fmt: str = "torchscript") -> tu
             onnx_files[e.part], e.max_abs_difference = onnx_bytes(e)
             e.suffix = ".onnx"
     out.mkdir(parents=True, exist_ok=True)
+    from vaezoo.analysis.model_folder import plugin_state
+
+    state = plugin_state(run.path)       # what the plugin fitted (a tokenizer, statistics): beside the files
+    for path in state:
+        shutil.copy2(path, out / path.name)
     for e in done:
         with atomic_path(out / e.file) as tmp, warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
@@ -272,6 +309,7 @@ def export_run(run, out: Path, parts: list[str], fmt: str = "torchscript") -> tu
         "torch_version": torch.__version__, "latent_dim": run.vae.latent_dim,
         "parts": {e.part: {"file": e.file, "inputs": e.inputs, "output": e.output,
                            "max_abs_difference": e.max_abs_difference, "batch": "any"} for e in done},
+        "plugin_state": [path.name for path in state],
         "load": ("onnxruntime.InferenceSession(FILE).run(None, {input name: array})" if fmt == "onnx"
                  else "torch.jit.load(FILE).eval()") + "; no vaezoo needed",
     }

@@ -50,8 +50,9 @@ class ApiVersion(NamedTuple):
 #: 1.2 added pseudo_inputs (for the VampPrior) and an encoder's optional third output, its
 #: context vector (for an IAF posterior); 1.3 added build_discriminator (the adversarial
 #: stage); 1.4 added the class condition: decoder_input_dim, encoder_condition_dim and the
-#: embedded condition in batch["condition"] (a conditional VAE), and output_module (what
-#: `vaezoo export --part output` appends to the decoder). docs/plugins.md has the table and the
+#: embedded condition in batch["condition"] (a conditional VAE), output_module (what
+#: `vaezoo export --part output` appends to the decoder) and export_decoder (a scriptable
+#: decoder, for text generation). docs/plugins.md has the table and the
 #: rule for plugin authors.
 PLUGIN_API_VERSION = ApiVersion(1, 4)
 #: the first plugin API whose plugins size their networks for a conditional recipe
@@ -177,6 +178,13 @@ class Modality(abc.ABC):
         grows by this size."""
         c = getattr(self.recipe, "condition", None)
         return self.condition_dim if c is not None and c.encoder else 0
+
+    def export_decoder(self, decoder: "nn.Module") -> "nn.Module | None":
+        """(API 1.4) Optional: for a decoder whose mean is a loop (text generation), a module with
+        the same function written for ``torch.jit.script``: the decoder's input
+        ``[M, decoder_input_dim]`` -> what ``decoder(z).mean`` gives. ``vaezoo export`` scripts it
+        and checks it against the decoder. None (the default): the decoder's mean is traced."""
+        return None
 
     def output_module(self) -> "nn.Module | None":
         """(API 1.4) Optional: a module from the decoder's mean ``[N, ...]`` to what a person hears

@@ -230,9 +230,20 @@ def test_a_conditional_sentence_vae_trains_and_samples_a_chosen_class(tmp_path):
     result = cli("reconstruct", tmp_path / "run", "the cat sat on the mat .", "--condition", "animal",
                  "--as", "person", "--out", tmp_path / "r")
     assert result.exit_code == 0 and (tmp_path / "r" / "reconstructions-as-class1-person.txt").exists(), result.output
-    result = cli("export", tmp_path / "run", "--out", tmp_path / "export")   # a generation loop: not yet
-    assert result.exit_code == 2 and "autoregressive" in result.output.strip().splitlines()[-1]
-    assert not (tmp_path / "export").exists()
+    # greedy generation as one TorchScript module, (z, class) -> token ids, the tokenizer beside it
+    result = cli("export", tmp_path / "run", "--out", tmp_path / "export")
+    assert result.exit_code == 0, result.output
+    assert {"decoder.pt", "tokenizer.json", "export.json"} <= {p.name for p in (tmp_path / "export").iterdir()}
+    generate = torch.jit.load(str(tmp_path / "export" / "decoder.pt"))
+    z = torch.randn(6, run.vae.latent_dim, generator=torch.Generator().manual_seed(0))
+    c = torch.tensor([0, 1, 0, 1, 0, 1])
+    with torch.no_grad():
+        ids = generate(z, c)
+        assert torch.equal(ids, run.vae.decode(z, c).mean)
+    from tokenizers import Tokenizer
+
+    words = Tokenizer.from_file(str(tmp_path / "export" / "tokenizer.json")).decode(ids[0].tolist())
+    assert words.strip() and "<pad>" not in words
     # a model folder carries the tokenizer the run fitted, and samples like the run
     result = cli("export", tmp_path / "run", "--format", "folder", "--out", tmp_path / "shared")
     assert result.exit_code == 0 and (tmp_path / "shared" / "tokenizer.json").exists(), result.output

@@ -187,6 +187,14 @@ class TextModality(Modality):
             bos_id=tok.bos_token_id, eos_id=tok.eos_token_id, max_length=self.recipe.tokenizer.max_length,
         )
 
+    def export_decoder(self, decoder: nn.Module) -> nn.Module:
+        """(API 1.4) Greedy generation as a module ``torch.jit.script`` compiles: the input of the
+        decoder -> token ids, what ``vaezoo export`` writes (with tokenizer.json beside it)."""
+        from vaezoo_text.networks import Decoder, GreedyGenerator
+
+        assert isinstance(decoder, Decoder)
+        return GreedyGenerator(decoder)
+
     # -- writers ------------------------------------------------------------------------------
     def generate_text(self, px: SentenceDistribution) -> list[str]:
         """Decode every z of ``px`` with the recipe's [generate] options."""

@@ -241,6 +241,50 @@ class SentenceDistribution:
         return history[torch.arange(m, device=device), winner]
 
 
+class GreedyGenerator(nn.Module):
+    """The decoder's greedy decoding (``SentenceDistribution.mean``, <unk> allowed) written for
+    ``torch.jit.script``: the decoder's input ``[M, D_in]`` -> token ids ``[M, L]``, each row
+    ending in EOS (unless cut at ``max_length``) and padded with PAD after it. It shares the
+    decoder's layers; ``vaezoo export`` scripts it (the plugin's ``export_decoder``)."""
+
+    def __init__(self, d: Decoder):
+        super().__init__()
+        self.embedding, self.lstm, self.to_vocab = d.embedding, d.lstm, d.to_vocab
+        self.has_init_state = d.init_state is not None
+        # TorchScript needs a module here even when z does not set the state (then it is unused)
+        self.init_state = d.init_state if d.init_state is not None else nn.Linear(1, 1)
+        self.z_every_step = bool(d.z_every_step)
+        self.layers, self.hidden, self.max_length = d.layers, d.hidden, d.max_length
+        self.bos_id, self.eos_id, self.pad_id = d.bos_id, d.eos_id, d.pad_id
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        n = z.shape[0]
+        if self.has_init_state:
+            state = self.init_state(z).view(n, 2, self.layers, self.hidden).permute(1, 2, 0, 3).contiguous()
+            h, c = state[0], state[1]
+        else:
+            h = torch.zeros(self.layers, n, self.hidden, dtype=z.dtype, device=z.device)
+            c = torch.zeros(self.layers, n, self.hidden, dtype=z.dtype, device=z.device)
+        tokens = torch.full((n, 1), self.bos_id, dtype=torch.long, device=z.device)
+        done = torch.zeros(n, dtype=torch.bool, device=z.device)
+        out: list[torch.Tensor] = []
+        for _ in range(self.max_length):
+            inputs = self.embedding(tokens)
+            if self.z_every_step:
+                inputs = torch.cat([inputs, z.unsqueeze(1).to(inputs.dtype)], dim=-1)
+            hidden, (h, c) = self.lstm(inputs, (h, c))
+            logits = self.to_vocab(hidden[:, -1]).float()
+            logits[:, self.pad_id] = -math.inf
+            logits[:, self.bos_id] = -math.inf
+            token = logits.argmax(-1).masked_fill(done, self.pad_id)
+            out.append(token)
+            done = done | (token == self.eos_id)
+            if bool(done.all()):
+                break
+            tokens = token.unsqueeze(1)
+        return torch.stack(out, dim=1)
+
+
 def sample_top_p(logits: torch.Tensor, top_p: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """One token per row from softmax(logits), restricted to the smallest set of most likely
     tokens whose probability reaches ``top_p`` (nucleus sampling, Holtzman et al. 2020)."""
