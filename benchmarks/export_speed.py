@@ -15,7 +15,7 @@ one process, so a busy machine slows all alike). The audio row adds the real-tim
 (seconds of audio per second of compute) of z -> waveform: the plugin's path (decode, then
 inverse mel and Griffin-Lim with random phases, split over threads) against the exported
 ``output.pt`` (the same steps from zero phase in one TorchScript module). The text decoder is a
-generation loop, which export does not cover yet: its row says so.
+generation loop: its TorchScript file is the scripted greedy generator (ONNX is refused).
 
     make bench-export                     # every row, a few minutes on 2 cores
     .venv/bin/python benchmarks/export_speed.py --rows image --repeats 5
