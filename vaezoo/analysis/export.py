@@ -4,8 +4,10 @@
   clip, a table's real values and most probable categories; for text, the token ids of greedy
   generation, from the plugin's scriptable ``export_decoder``, with tokenizer.json beside it);
   a conditional run's takes the class ids too, ``(z [N, D], c [N]) -> mean``.
-- encoder: ``x -> (mean, logvar)`` of q(z|x), for modalities whose encoder reads ``x`` alone
-  (a conditional run's with the encoder reading the class: ``(x, c)``).
+- encoder: ``(the batch tensors it reads) -> (mean, logvar)`` of q(z|x): ``x`` for images and
+  audio, ``(x, mask)`` for tables, ``(x, length)`` for text token ids (found by running the
+  encoder once on a batch that notes what it reads); a conditional run's with the encoder
+  reading the class takes the class ids last.
 - output: ``z -> the modality's output`` (``Modality.output_module`` after the decoded mean):
   for audio the waveform, Griffin-Lim included, end to end.
 
@@ -16,8 +18,8 @@ ONNX files (``--format onnx``, torch's TorchScript-based exporter, a dynamic bat
 checked the same way in ONNX Runtime. ``export.json`` beside the files says what each takes
 and returns, with the run's format,
 versions and class names; the plugin's fitted state (tokenizer.json, statistics) is copied
-beside. A part that cannot be exported (an encoder that reads more than x, an IAF posterior,
-a token decoder without ``export_decoder``) is refused with one line naming why.
+beside. A part that cannot be exported (an IAF posterior's encoder, a token decoder without
+``export_decoder``, a trace that depends on its batch) is refused with one line naming why.
 """
 
 from __future__ import annotations
@@ -78,16 +80,44 @@ class DecoderOutput(nn.Module):
 
 
 class EncoderGaussian(nn.Module):
-    """x -> (mean, logvar) of q(z|x); with a condition the encoder reads, (x, c)."""
+    """The batch tensors the encoder reads (``keys``, in order) -> (mean, logvar) of q(z|x); with
+    a condition the encoder reads, the class ids follow them."""
 
-    def __init__(self, vae):
+    def __init__(self, vae, keys: list[str]):
         super().__init__()
-        self.vae = vae
+        self.vae, self.keys = vae, keys
+        self.conditional = vae.condition is not None and vae.condition.to_encoder
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        batch = {"x": x} if c is None else {"x": x, "condition": self.vae.condition(c)}
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = dict(zip(self.keys, inputs))
+        if self.conditional:
+            batch["condition"] = self.vae.condition(inputs[len(self.keys)])
         out = self.vae.encoder(batch)
         return out[0], out[1]
+
+
+class KeysRead(dict):
+    """A batch that notes which of its keys the encoder reads (by item, ``get`` or ``in``)."""
+
+    def __init__(self, batch: dict):
+        super().__init__(batch)
+        self.read: list[str] = []
+
+    def _note(self, key) -> None:
+        if key in self.keys() and key not in self.read:
+            self.read.append(key)
+
+    def __getitem__(self, key):
+        self._note(key)
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        self._note(key)
+        return super().get(key, default)
+
+    def __contains__(self, key) -> bool:
+        self._note(key)
+        return super().__contains__(key)
 
 
 @dataclass
@@ -122,7 +152,12 @@ def _trace_and_check(module: nn.Module, make_inputs, part: str,
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         traced = torch.jit.trace(module, make_inputs(2, 0), check_trace=False)
         inputs = make_inputs(5, 1)
-        want, got = (reference or module)(*inputs), traced(*inputs)
+        want = (reference or module)(*inputs)
+        try:
+            got = traced(*inputs)
+        except RuntimeError as err:   # a size baked into the trace breaks at another batch size
+            raise InputError(f"the traced {part} fails at another batch size ({str(err).strip().splitlines()[0]}): "
+                             "its code depends on the batch it was traced with") from None
     want, got = (w if isinstance(w, tuple) else (w,) for w in (want, got))
     same_shapes = len(want) == len(got) and all(a.shape == b.shape for a, b in zip(want, got))
     difference = max(float((a.float() - b.float()).abs().max()) for a, b in zip(want, got)) if same_shapes else float("inf")
@@ -218,27 +253,31 @@ def export_encoder(run) -> Exported:
     if batch is None:
         raise InputError(f"encoder: an example input is needed to trace it, and the {run.recipe.eval.split} split "
                          "cannot be read (is the run's data still there?)")
-    x = batch["x"]
-    if not isinstance(x, torch.Tensor) or not torch.is_floating_point(x):
-        raise InputError(f"encoder: the {run.recipe.modality} encoder reads token ids with their lengths; "
-                         "TorchScript export covers encoders of float tensors x")
     conditional = vae.condition is not None and vae.condition.to_encoder
+    # The tensors the encoder reads, found by running it once on a batch that notes them.
+    probe = KeysRead({k: v for k, v in batch.items() if isinstance(v, torch.Tensor)})
+    if conditional:
+        probe["condition"] = vae.condition(vae.conditions(batch))
+    with torch.no_grad():
+        vae.encoder(probe)
+    keys = [k for k in probe.read if k != "condition"]
+    examples = {k: batch[k] for k in keys}
 
     def make(n: int, seed: int):
-        rows = x[torch.arange(n) % len(x)].clone()
-        rows += 0.01 * torch.randn(rows.shape, generator=torch.Generator().manual_seed(seed))
-        return (rows, _classes(vae, n, seed)) if conditional else (rows,)
+        rows = [t[torch.arange(n) % len(t)].clone() for t in examples.values()]
+        noise = torch.Generator().manual_seed(seed)
+        rows = [r + 0.01 * torch.randn(r.shape, generator=noise) if torch.is_floating_point(r) else r for r in rows]
+        return (*rows, _classes(vae, n, seed)) if conditional else tuple(rows)
 
-    try:
-        traced, difference = _trace_and_check(EncoderGaussian(vae).eval(), make, "encoder")
-    except KeyError as err:
-        raise InputError(f"encoder: the {run.recipe.modality} encoder reads batch key {err} besides x; "
-                         "TorchScript export covers encoders of x alone") from None
-    inputs = [{"name": "x", "shape": ["N", *x.shape[1:]], "dtype": str(x.dtype).replace("torch.", "")}]
+    model = EncoderGaussian(vae, keys).eval()
+    traced, difference = _trace_and_check(model, make, "encoder")
+    inputs = [{"name": k, "shape": ["N", *(["L"] if t.dim() > 1 and not torch.is_floating_point(t) else
+                                           list(t.shape[1:]))], "dtype": str(t.dtype).replace("torch.", "")}
+              for k, t in examples.items()]
     if conditional:
         inputs.append({"name": "c", "shape": ["N"], "dtype": "int64", "classes": vae.condition.names})
     return Exported("encoder", traced, inputs, "(mean [N, D], logvar [N, D]) of q(z|x)", difference,
-                    EncoderGaussian(vae).eval(), make, ("mean", "logvar"))
+                    model, make, ("mean", "logvar"))
 
 
 EXPORTERS = {"decoder": export_decoder, "encoder": export_encoder, "output": export_output}

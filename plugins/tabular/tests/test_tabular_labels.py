@@ -188,5 +188,14 @@ def test_a_conditional_table_model_trains_imputes_and_samples_by_class(tmp_path)
     z, c = torch.randn(5, run.vae.latent_dim), torch.tensor([0, 1, 2, 0, 1])
     with torch.no_grad():
         assert (decoder(z, c) - run.vae.decode(z, c).mean).abs().max() <= 1e-4
+    # the encoder reads the mask too: exported as (x, mask, c) -> (mean, logvar)
     result = runner.invoke(main, ["export", str(tmp_path / "run"), "--part", "encoder", "--out", str(tmp_path / "e")])
-    assert result.exit_code == 2 and "reads batch key 'mask' besides x" in result.output and not (tmp_path / "e").exists()
+    assert result.exit_code == 0, result.output
+    info = json.loads((tmp_path / "e" / "export.json").read_text())
+    assert [i["name"] for i in info["parts"]["encoder"]["inputs"]] == ["x", "mask", "c"]
+    assert (tmp_path / "e" / "schema.json").exists()          # the plugin's fitted state, beside
+    encoder = torch.jit.load(str(tmp_path / "e" / "encoder.pt"))
+    with torch.no_grad():
+        mean, logvar = encoder(batch["x"], batch["mask"], batch["label"])
+        q = run.vae.encode(batch)
+    assert (mean - q.mean).abs().max() <= 1e-4 and (logvar - q.logvar).abs().max() <= 1e-4

@@ -244,6 +244,15 @@ def test_a_conditional_sentence_vae_trains_and_samples_a_chosen_class(tmp_path):
 
     words = Tokenizer.from_file(str(tmp_path / "export" / "tokenizer.json")).decode(ids[0].tolist())
     assert words.strip() and "<pad>" not in words
+    # the encoder: (token ids, lengths, class) -> (mean, logvar), any batch and sentence length
+    result = cli("export", tmp_path / "run", "--part", "encoder", "--out", tmp_path / "enc")
+    assert result.exit_code == 0, result.output
+    encoder = torch.jit.load(str(tmp_path / "enc" / "encoder.pt"))
+    inputs = run.modality.load_inputs(["the cat sat on the mat and looked at the dog for a long time .", "a dog ."])
+    with torch.no_grad():
+        mean, logvar = encoder(inputs["x"], inputs["length"], torch.tensor([0, 1]))
+        q = run.vae.encode({**inputs, "label": torch.tensor([0, 1])})
+    assert (mean - q.mean).abs().max() <= 1e-4 and (logvar - q.logvar).abs().max() <= 1e-4
     # a model folder carries the tokenizer the run fitted, and samples like the run
     result = cli("export", tmp_path / "run", "--format", "folder", "--out", tmp_path / "shared")
     assert result.exit_code == 0 and (tmp_path / "shared" / "tokenizer.json").exists(), result.output

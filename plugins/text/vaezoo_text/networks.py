@@ -55,7 +55,7 @@ class Encoder(nn.Module):
         lengths = lengths_of(batch, self.pad_id).clamp(min=1)
         packed = pack_padded_sequence(self.embedding(x), lengths.cpu(), batch_first=True, enforce_sorted=False)
         _, (h, _) = self.lstm(packed)                            # h: [layers * directions, N, H]
-        last = h[-self.directions :].transpose(0, 1).reshape(len(x), -1)
+        last = h[-self.directions :].transpose(0, 1).reshape(x.shape[0], -1)   # shape, not len: traceable
         mean, logvar = self.to_latent(append_condition(last, batch)).chunk(2, dim=-1)
         return mean, logvar
 
