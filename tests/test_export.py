@@ -191,3 +191,18 @@ def test_an_output_part_needs_a_modality_that_has_one(tmp_path):
     result = export(FIXTURE, tmp_path / "out", "--part", "output")
     assert result.exit_code == 2 and not (tmp_path / "out").exists()
     assert "has no output module past its decoded mean" in result.output.strip().splitlines()[-1]
+
+
+def test_a_fixed_batch_size_is_recorded_and_the_onnx_file_takes_only_it(tmp_path):
+    import onnxruntime
+
+    result = export(FIXTURE, tmp_path / "export", "--format", "onnx", "--batch-size", "3")
+    assert result.exit_code == 0, result.output
+    info = json.loads((tmp_path / "export" / "export.json").read_text())
+    assert info["parts"]["decoder"]["batch"] == 3
+    session = onnxruntime.InferenceSession(str(tmp_path / "export" / "decoder.onnx"), providers=["CPUExecutionProvider"])
+    assert [d.shape for d in session.get_inputs()] == [[3, 2], [3]]
+    dynamic = export(FIXTURE, tmp_path / "dynamic", "--format", "onnx")
+    assert dynamic.exit_code == 0
+    session = onnxruntime.InferenceSession(str(tmp_path / "dynamic" / "decoder.onnx"), providers=["CPUExecutionProvider"])
+    assert [d.shape[0] for d in session.get_inputs()] == ["N", "N"]

@@ -649,9 +649,12 @@ def score(run_dir: Path, inputs, k: int, split: str, max_examples, labels_path: 
               show_default=True,
               help="torchscript, onnx: decoder (z -> the decoded mean), encoder (x -> mean, logvar), all (both); "
                    "output: z -> what the modality makes of the mean (audio: the waveform, Griffin-Lim included).")
+@click.option("--batch-size", type=click.IntRange(0), default=0, show_default=True,
+              help="torchscript, onnx: a fixed batch size (0 = any batch size, checked at two).")
 @click.option("--out", **OUTPUT_DIR, help="Output folder (default: RUN_DIR/export, or RUN_DIR/model for a folder).")
 @opens_a_run
-def export(run_dir: Path, fmt: str, part: str, out: Path | None, weights: str, overrides, device: str) -> None:
+def export(run_dir: Path, fmt: str, part: str, batch_size: int, out: Path | None, weights: str, overrides,
+           device: str) -> None:
     """Export a run: networks that run without vaezoo, or a model folder to share.
 
     --format torchscript writes PART.pt files (--format onnx: PART.onnx) and export.json
@@ -671,7 +674,7 @@ def export(run_dir: Path, fmt: str, part: str, out: Path | None, weights: str, o
     from vaezoo.analysis.export import PARTS, export_run
 
     folder = out or run.path / "export"
-    done, manifest = export_run(run, folder, list(PARTS) if part == "all" else [part], fmt)
+    done, manifest = export_run(run, folder, list(PARTS) if part == "all" else [part], fmt, batch_size)
     for e in done:
         click.echo(f"{e.part}: {', '.join(i['name'] for i in e.inputs)} -> {e.output}; "
                    f"max abs difference from the model {e.max_abs_difference:.2g}")

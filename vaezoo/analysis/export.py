@@ -141,17 +141,17 @@ def _classes(vae, n: int, seed: int) -> torch.Tensor:
     return torch.randint(0, vae.condition.classes, (n,), generator=torch.Generator().manual_seed(seed))
 
 
-def _trace_and_check(module: nn.Module, make_inputs, part: str,
+def _trace_and_check(module: nn.Module, make_inputs, part: str, batch: int,
                      reference: nn.Module | None = None) -> tuple[torch.jit.ScriptModule, float]:
     """Trace ``module`` on inputs of batch 2 and compare it with the Python module (``reference``,
-    default ``module`` itself) at batch 5."""
+    default ``module`` itself) at batch 5; with a fixed ``batch`` (> 0), trace and compare at it."""
     with torch.no_grad(), warnings.catch_warnings():
         # torch 2.14 calls TorchScript deprecated (it still loads everywhere torch does), and warns
         # that constants are baked in: the check below compares the trace with the model instead.
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        traced = torch.jit.trace(module, make_inputs(2, 0), check_trace=False)
-        inputs = make_inputs(5, 1)
+        traced = torch.jit.trace(module, make_inputs(batch or 2, 0), check_trace=False)
+        inputs = make_inputs(batch or 5, 1)
         want = (reference or module)(*inputs)
         try:
             got = traced(*inputs)
@@ -167,7 +167,7 @@ def _trace_and_check(module: nn.Module, make_inputs, part: str,
     return traced, difference
 
 
-def export_decoder(run) -> Exported:
+def export_decoder(run, batch: int = 0) -> Exported:
     vae = run.vae
     if not run.modality.uses_latent:
         raise InputError("decoder: this model's decoder ignores z; there is nothing to export from z")
@@ -187,7 +187,7 @@ def export_decoder(run) -> Exported:
             raise InputError(f"decoder: the {run.recipe.modality} plugin's export_decoder does not compile as "
                              f"TorchScript: {str(err).strip().splitlines()[0]}") from None
         model: nn.Module = ScriptedDecoderMean(vae, scripted).eval()
-        traced, difference = _trace_and_check(model, make, "decoder", reference=DecoderMean(vae).eval())
+        traced, difference = _trace_and_check(model, make, "decoder", batch, reference=DecoderMean(vae).eval())
         output = "token ids [N, L] of greedy generation, each row ending in EOS (unless cut) then PAD"
     else:
         probe = _first_batch(run)
@@ -195,7 +195,7 @@ def export_decoder(run) -> Exported:
             raise InputError(f"decoder: the {run.recipe.modality} decoder reads discrete tokens and its plugin "
                              "gives no scriptable decoder (Modality.export_decoder)")
         model = DecoderMean(vae).eval()
-        traced, difference = _trace_and_check(model, make, "decoder")
+        traced, difference = _trace_and_check(model, make, "decoder", batch)
         output = "the decoded mean [N, ...] (the decoder's p(x|z).mean)"
     inputs = [{"name": "z", "shape": ["N", vae.latent_dim], "dtype": "float32"}]
     if conditional:
@@ -203,7 +203,7 @@ def export_decoder(run) -> Exported:
     return Exported("decoder", traced, inputs, output, difference, model, make)
 
 
-def export_output(run) -> Exported:
+def export_output(run, batch: int = 0) -> Exported:
     vae = run.vae
     head = run.modality.output_module()
     if head is None:
@@ -217,7 +217,7 @@ def export_output(run) -> Exported:
 
     model = DecoderOutput(vae, head.eval()).eval()
     with _one_thread():      # a module that splits its batch over threads is traced on one
-        traced, difference = _trace_and_check(model, make, "output")
+        traced, difference = _trace_and_check(model, make, "output", batch)
     inputs = [{"name": "z", "shape": ["N", vae.latent_dim], "dtype": "float32"}]
     if conditional:
         inputs.append({"name": "c", "shape": ["N"], "dtype": "int64", "classes": vae.condition.names})
@@ -244,24 +244,24 @@ def _first_batch(run) -> dict | None:
         return None
 
 
-def export_encoder(run) -> Exported:
+def export_encoder(run, batch: int = 0) -> Exported:
     vae = run.vae
     if vae.flow is not None:
         raise InputError("encoder: the posterior is an IAF flow; an exported encoder would give its base Gaussian "
                          "only, not q(z|x)")
-    batch = _first_batch(run)
-    if batch is None:
+    example = _first_batch(run)
+    if example is None:
         raise InputError(f"encoder: an example input is needed to trace it, and the {run.recipe.eval.split} split "
                          "cannot be read (is the run's data still there?)")
     conditional = vae.condition is not None and vae.condition.to_encoder
     # The tensors the encoder reads, found by running it once on a batch that notes them.
-    probe = KeysRead({k: v for k, v in batch.items() if isinstance(v, torch.Tensor)})
+    probe = KeysRead({k: v for k, v in example.items() if isinstance(v, torch.Tensor)})
     if conditional:
-        probe["condition"] = vae.condition(vae.conditions(batch))
+        probe["condition"] = vae.condition(vae.conditions(example))
     with torch.no_grad():
         vae.encoder(probe)
     keys = [k for k in probe.read if k != "condition"]
-    examples = {k: batch[k] for k in keys}
+    examples = {k: example[k] for k in keys}
 
     def make(n: int, seed: int):
         rows = [t[torch.arange(n) % len(t)].clone() for t in examples.values()]
@@ -270,7 +270,7 @@ def export_encoder(run) -> Exported:
         return (*rows, _classes(vae, n, seed)) if conditional else tuple(rows)
 
     model = EncoderGaussian(vae, keys).eval()
-    traced, difference = _trace_and_check(model, make, "encoder")
+    traced, difference = _trace_and_check(model, make, "encoder", batch)
     inputs = [{"name": k, "shape": ["N", *(["L"] if t.dim() > 1 and not torch.is_floating_point(t) else
                                            list(t.shape[1:]))], "dtype": str(t.dtype).replace("torch.", "")}
               for k, t in examples.items()]
@@ -283,16 +283,16 @@ def export_encoder(run) -> Exported:
 EXPORTERS = {"decoder": export_decoder, "encoder": export_encoder, "output": export_output}
 
 
-def onnx_bytes(e: Exported) -> tuple[bytes, float]:
-    """``e``'s Python module as ONNX (a dynamic batch axis), and its largest difference from the
-    module in ONNX Runtime at another batch size."""
+def onnx_bytes(e: Exported, batch: int = 0) -> tuple[bytes, float]:
+    """``e``'s Python module as ONNX (a dynamic batch axis, or the fixed ``batch``), and its
+    largest difference from the module in ONNX Runtime (at another batch size when dynamic)."""
     try:
         import onnxruntime
     except ImportError:
         raise InputError("--format onnx needs the onnx and onnxruntime packages: pip install 'vaezoo[export]'") from None
     import tempfile
 
-    example = e.make_inputs(2, 0)
+    example = e.make_inputs(batch or 2, 0)
     names = [i["name"] for i in e.inputs]
     with torch.no_grad(), warnings.catch_warnings(), tempfile.TemporaryDirectory() as scratch:
         warnings.simplefilter("ignore")   # the exporter's deprecation and tracer notes; the check below decides
@@ -300,13 +300,13 @@ def onnx_bytes(e: Exported) -> tuple[bytes, float]:
         try:
             torch.onnx.export(e.model, example, str(path), dynamo=False, input_names=names,
                               output_names=list(e.outputs), opset_version=17,
-                              dynamic_axes={name: {0: "N"} for name in [*names, *e.outputs]})
+                              dynamic_axes=None if batch else {name: {0: "N"} for name in [*names, *e.outputs]})
         except Exception as err:   # an operator ONNX lacks (the exporter's many error types): say which, in one line
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise InputError(f"the {e.part} cannot be written as ONNX: {first}; --format torchscript can") from None
         data = path.read_bytes()
     session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
-    inputs = e.make_inputs(5, 1)
+    inputs = e.make_inputs(batch or 5, 1)
     with torch.no_grad():
         want = e.model(*inputs)
     want = want if isinstance(want, tuple) else (want,)
@@ -318,16 +318,17 @@ def onnx_bytes(e: Exported) -> tuple[bytes, float]:
     return data, difference
 
 
-def export_run(run, out: Path, parts: list[str], fmt: str = "torchscript") -> tuple[list[Exported], Path]:
+def export_run(run, out: Path, parts: list[str], fmt: str = "torchscript",
+               batch: int = 0) -> tuple[list[Exported], Path]:
     """Export ``parts`` of ``run`` as TorchScript (or ONNX) into ``out``; returns them and
     export.json. Every part is traced and checked before any file is written, so a refused part
-    leaves ``out`` as it was."""
+    leaves ``out`` as it was. ``batch`` > 0 fixes the batch size (0: any)."""
     run.vae.eval()
-    done = [EXPORTERS[part](run) for part in parts]
+    done = [EXPORTERS[part](run, batch) for part in parts]
     onnx_files = {}
     if fmt == "onnx":
         for e in done:
-            onnx_files[e.part], e.max_abs_difference = onnx_bytes(e)
+            onnx_files[e.part], e.max_abs_difference = onnx_bytes(e, batch)
             e.suffix = ".onnx"
     out.mkdir(parents=True, exist_ok=True)
     from vaezoo.analysis.model_folder import plugin_state
@@ -347,7 +348,7 @@ def export_run(run, out: Path, parts: list[str], fmt: str = "torchscript") -> tu
         "weights_step": run.weights_step, "vaezoo_version": __version__, "run_format": RUN_FORMAT,
         "torch_version": torch.__version__, "latent_dim": run.vae.latent_dim,
         "parts": {e.part: {"file": e.file, "inputs": e.inputs, "output": e.output,
-                           "max_abs_difference": e.max_abs_difference, "batch": "any"} for e in done},
+                           "max_abs_difference": e.max_abs_difference, "batch": batch or "any"} for e in done},
         "plugin_state": [path.name for path in state],
         "load": ("onnxruntime.InferenceSession(FILE).run(None, {input name: array})" if fmt == "onnx"
                  else "torch.jit.load(FILE).eval()") + "; no vaezoo needed",
