@@ -270,6 +270,9 @@ def train(tmp_path, text, *extra):
     (CONDITIONAL, ["--set", "prior.kind=vamp"], "[condition] encoder: true cannot go with prior.kind = 'vamp'"),
     (CONDITIONAL, ["--set", "condition.classes=3", "--set", "condition.names=['x', 'y']"],
      "names: 2 names for classes = 3"),
+    (CONDITIONAL.replace("LabelledTiny", "UnsizedDecoderTiny"), [],
+     "[condition] enabled: the 'tiny_modality:UnsizedDecoderTiny' plugin's decoder does not take "
+     "decoder_input_dim = 5 inputs (z and the class embedding)"),
     (CONDITIONAL.replace("LabelledTiny", "OldLabelledTiny"), [],
      "the 'tiny_modality:OldLabelledTiny' plugin was written for plugin API 1.3; a conditional model needs"),
 ])

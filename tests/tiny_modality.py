@@ -231,3 +231,10 @@ class LabelledTinyImages(TinyImages):
     @property
     def label_names(self):
         return ["--", "-+", "+-", "++"]
+
+
+class UnsizedDecoderTiny(LabelledTiny):
+    """Declares plugin API 1.4 but sizes its decoder by latent.dim, not decoder_input_dim."""
+
+    def build_decoder(self):
+        return Decoder(self.recipe.data.dim, self.recipe.model.hidden, self.recipe.latent.dim)

@@ -34,12 +34,35 @@ def build_vae(modality: Modality) -> VAE:
                           f"this {recipe.modality} model's decoder ignores its input (z and the class with it); "
                           "a conditional model needs one that reads it")
     encoder, decoder = modality.build_encoder(), modality.build_decoder()
+    if condition is not None:
+        check_decoder_input(modality, decoder)
     try:
         return make_vae(encoder, decoder, recipe.latent.dim, prior=recipe.prior, posterior=recipe.posterior,
                         pseudo_inputs=modality.pseudo_inputs, condition=condition)
     except ValueError as err:
         raise RecipeError(recipe.source, "[prior] kind",
                           f"{recipe.prior.kind!r} {err}; the {recipe.modality} modality can use 'mog'") from None
+
+
+def check_decoder_input(modality: Modality, decoder: torch.nn.Module) -> None:
+    """A conditional recipe's decoder must take ``decoder_input_dim`` inputs (z and the class
+    embedding): one row is decoded here (its mean too, for decoders that compute lazily), with
+    the RNG left as it was, so a plugin that sized its decoder by ``latent.dim`` is named in one
+    line instead of failing inside the first training step."""
+    recipe, width = modality.recipe, modality.decoder_input_dim
+    training = decoder.training
+    decoder.eval()               # no batch-norm statistics move, no dropout draws
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            decoder(torch.zeros(1, width)).mean
+    except Exception as err:   # plugin code may fail in any way; its first line says how
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RecipeError(recipe.source, "[condition] enabled",
+                          f"the {recipe.modality!r} plugin's decoder does not take decoder_input_dim = {width} inputs "
+                          f"(z and the class embedding): {first}; a plugin builds its decoder with "
+                          "Modality.decoder_input_dim (plugin API 1.4)") from None
+    finally:
+        decoder.train(training)
 
 
 def build_condition(recipe: Recipe) -> ClassCondition | None:
