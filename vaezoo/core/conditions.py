@@ -66,8 +66,9 @@ class ClassCondition(nn.Module):
             raise InputError(f"{where}: class ids must be an integer tensor, got {kind}")
         if ids.dim() != 1:
             raise InputError(f"{where}: class ids must be one per example (shape [N]), got shape {list(ids.shape)}")
-        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.classes):
-            bad = ids[(ids < 0) | (ids >= self.classes)][0].item()
+        outside = (ids < 0) | (ids >= self.classes)
+        if bool(outside.any()):                  # one host sync per batch
+            bad = ids[outside][0].item()
             raise InputError(f"{where}: class {bad} is outside the model's {self.classes} classes "
                              f"(0 .. {self.classes - 1})")
         return ids.long()

@@ -110,21 +110,27 @@ class VAE(nn.Module):
             raise ValueError(f"condition: {len(ids)} class ids for {rows} latents")
         return ids.to(device)
 
-    def _encoder_batch(self, batch: Batch) -> Batch:
+    def _embedded(self, batch: Batch) -> torch.Tensor | None:
+        """The batch's classes embedded [N, E] (checked once), or None for an unconditional VAE."""
+        return None if self.condition is None else self.condition(self.condition.ids_of(batch))
+
+    def _encoder_batch(self, batch: Batch, embedded: torch.Tensor | None) -> Batch:
         if self.condition is None or not self.condition.to_encoder:
             return batch
-        return {**batch, ENCODER_KEY: self.condition(self.condition.ids_of(batch))}
+        return {**batch, ENCODER_KEY: self._embedded(batch) if embedded is None else embedded}
 
-    def _gaussian(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        out = self.encoder(self._encoder_batch(batch))
+    def _gaussian(self, batch: Batch, embedded: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        out = self.encoder(self._encoder_batch(batch, embedded))
         mean, logvar, context = (out[0], out[1], out[2] if len(out) > 2 else None)
         if mean.shape[-1] != self.latent_dim:
             raise ValueError(f"encoder returned {mean.shape[-1]} latent dimensions, the recipe says {self.latent_dim}")
         return mean, logvar, context
 
-    def encode(self, batch: Batch) -> DiagonalGaussian | IAFPosterior:
-        """q(z|x): the encoder's diagonal Gaussian, with the flow on top when there is one."""
-        mean, logvar, context = self._gaussian(batch)
+    def encode(self, batch: Batch, embedded: torch.Tensor | None = None) -> DiagonalGaussian | IAFPosterior:
+        """q(z|x): the encoder's diagonal Gaussian, with the flow on top when there is one
+        (``embedded``: the batch's classes already embedded, so a caller embeds them once)."""
+        mean, logvar, context = self._gaussian(batch, embedded)
         q = DiagonalGaussian(mean, logvar)
         if self.flow is None:
             return q
@@ -149,13 +155,16 @@ class VAE(nn.Module):
         return self.decoder(torch.cat([z, embedded.to(z.dtype)], dim=-1))
 
     def forward(self, batch: Batch) -> VAEOutput:
-        """Encode, draw one reparameterised z (with log q(z|x) unless the KL is closed form), decode."""
-        q = self.encode(batch)
+        """Encode, draw one reparameterised z (with log q(z|x) unless the KL is closed form), decode.
+        A conditional VAE checks and embeds the batch's classes once for both networks."""
+        embedded = self._embedded(batch)
+        q = self.encode(batch, embedded)
         if self.closed_form_kl:
             z, log_q = q.rsample(), None
         else:
             z, log_q = q.rsample_with_log_prob()
-        return VAEOutput(q, z, self.decode(z, self.conditions(batch)), log_q)
+        px = self.decoder(z) if embedded is None else self.decode_embedded(z, embedded)
+        return VAEOutput(q, z, px, log_q)
 
     def _param(self) -> torch.Tensor:
         return next(self.parameters())

@@ -41,13 +41,19 @@ def write_recipe(path, data, **sections):
     return path
 
 
+def train_table(root, data, **sections):
+    """Write the recipe for ``data`` in ``root`` and train it into ``root/run``; returns the run."""
+    recipe = write_recipe(root / "r.toml", data, **sections)
+    result = CliRunner().invoke(main, ["train", str(recipe), "--run-dir", str(root / "run"), *FAST])
+    assert result.exit_code == 0, result.output
+    return root / "run"
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("tabular")
     table = write_csv(root / "table.csv")
-    recipe = write_recipe(root / "r.toml", {"path": "table.csv", "categorical": ["grade"], "drop": ["id"]})
-    result = CliRunner().invoke(main, ["train", str(recipe), "--run-dir", str(root / "run"), *FAST])
-    assert result.exit_code == 0, result.output
+    train_table(root, {"path": "table.csv", "categorical": ["grade"], "drop": ["id"]})
     return root, table
 
 

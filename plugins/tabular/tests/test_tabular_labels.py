@@ -10,7 +10,7 @@ import vaezoo_tabular
 from vaezoo.cli import main
 from vaezoo_tabular.table import read_table
 
-from test_tabular_cli import FAST, write_csv, write_recipe
+from test_tabular_cli import FAST, train_table, write_csv, write_recipe
 
 KINDS = ["oak", "elm", "ash"]  # sorted: ash, elm, oak
 
@@ -31,9 +31,7 @@ LABELLED = {"path": "table.csv", "categorical": ["grade"], "drop": ["id"], "labe
 def labelled(tmp_path_factory):
     root = tmp_path_factory.mktemp("labelled")
     table = write_labelled(root / "table.csv")
-    recipe = write_recipe(root / "r.toml", LABELLED)
-    result = CliRunner().invoke(main, ["train", str(recipe), "--run-dir", str(root / "run"), *FAST])
-    assert result.exit_code == 0, result.output
+    train_table(root, LABELLED)
     return root, table
 
 
@@ -158,11 +156,8 @@ def test_a_conditional_table_model_trains_imputes_and_samples_by_class(tmp_path)
     """[condition] on tabular data: the label column becomes the condition; tables given on the
     command line with that column keep each row's class, and --as imputes as another class."""
     table = write_labelled(tmp_path / "table.csv")
-    recipe = write_recipe(tmp_path / "r.toml", LABELLED)
-    recipe.write_text(recipe.read_text() + "\n[condition]\nenabled = true\n")
+    train_table(tmp_path, LABELLED, condition={"enabled": True})
     runner = CliRunner()
-    result = runner.invoke(main, ["train", str(recipe), "--run-dir", str(tmp_path / "run"), *FAST])
-    assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "run" / "samples").glob("prior*")) == \
         ["prior-class0-ash.csv", "prior-class1-elm.csv", "prior-class2-oak.csv"]
     result = runner.invoke(main, ["reconstruct", str(tmp_path / "run"), str(table), "--out", str(tmp_path / "own")])
