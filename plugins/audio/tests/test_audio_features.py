@@ -11,7 +11,7 @@ import torchaudio
 
 from vaezoo import VaezooError
 from vaezoo_audio import FeaturesConfig, FrontEnd, InversionConfig, Inverter, Normalizer, mel_errors
-from vaezoo_audio.features import DB_PER_NEPER
+from vaezoo_audio.features import DB_PER_NEPER, griffin_lim
 
 from audio_helpers import RATE, sine_sweep, one_thread  # noqa: F401  (one_thread: an autouse fixture)
 
@@ -94,6 +94,48 @@ def test_griffin_lim_matches_torchaudio(momentum, threads):
     assert got.shape == expected.shape == (3, 2, 19 * 64)
     assert torch.allclose(got, expected, atol=1e-4 * float(expected.abs().max()))
 
+
+@pytest.mark.parametrize("n_fft, hop, win, frames", [(256, 100, 200, 30), (128, 32, 96, 9), (64, 48, 64, 12)])
+def test_griffin_lim_matches_torchaudio_for_any_hop_and_window(n_fft, hop, win, frames):
+    """The overlap-add and the window's padding hold when the hop does not divide the FFT
+    size, the window is shorter than it, or frames barely overlap; the scripted function
+    (the exported waveform head's) gives the same numbers."""
+    power = torch.rand(2, n_fft // 2 + 1, frames, generator=torch.Generator().manual_seed(1)) ** 4
+    angles = torch.rand(power.shape, dtype=torch.complex64, generator=torch.Generator().manual_seed(2))
+    length = (frames - 1) * hop
+    with torch.random.fork_rng():
+        torch.manual_seed(3)
+        torch.rand(power.shape, dtype=torch.complex64)  # torchaudio draws its phases from the global RNG:
+        torch.manual_seed(3)                            # give it the same ones
+        expected = torchaudio.functional.griffinlim(power, torch.hann_window(win), n_fft, hop, win, 2.0, 8, 0.99,
+                                                    length, True)
+        torch.manual_seed(3)
+        angles = torch.rand(power.shape, dtype=torch.complex64)
+    kwargs = dict(window=torch.hann_window(win), n_fft=n_fft, hop_length=hop, win_length=win, n_iter=8, momentum=0.99,
+                  length=length)
+    got = griffin_lim(power.sqrt(), angles, **kwargs)
+    assert got.shape == expected.shape == (2, length)
+    assert torch.allclose(got, expected, atol=1e-4 * float(expected.abs().max()))
+    scripted = torch.jit.script(griffin_lim)
+    assert torch.allclose(scripted(power.sqrt(), angles, **kwargs), got, atol=1e-6)
+    with pytest.raises(ValueError, match="must exceed half the FFT size"):
+        griffin_lim(power.sqrt()[..., :1], angles[..., :1], **{**kwargs, "length": 0})
+
+
+
+@pytest.mark.filterwarnings("ignore:At least one mel filterbank has all zero values")
+@pytest.mark.parametrize("n_fft, n_mels", [(1024, 80), (256, 64)])
+def test_linear_power_is_inverse_mel_scale(n_fft, n_mels):
+    """The pseudo-inverse computed once gives InverseMelScale's least-squares solution (gelsd),
+    also for a filter bank with empty filters (256 / 64: rank-deficient)."""
+    features = FeaturesConfig(n_fft=n_fft, hop_length=n_fft // 4, n_mels=n_mels)
+    inverter = Inverter(features, InversionConfig(nnls_iterations=0))
+    expected_fn = torchaudio.transforms.InverseMelScale(
+        n_stft=n_fft // 2 + 1, n_mels=n_mels, sample_rate=features.sample_rate, f_min=features.f_min,
+        f_max=features.top_frequency, norm=None, mel_scale=features.mel_scale, driver="gelsd")
+    log_mel = torch.randn(3, n_mels, 25, generator=torch.Generator().manual_seed(0)) * 2
+    expected = expected_fn(log_mel.exp())
+    assert torch.allclose(inverter.linear_power(log_mel), expected, atol=1e-5 * float(expected.abs().max()))
 
 def test_normalizer_fits_saves_and_loads(tmp_path):
     rng = torch.Generator().manual_seed(0)
