@@ -33,6 +33,7 @@ _EXPORTS = {
     "atomic_path": "vaezoo.core.files",
     "write_json": "vaezoo.core.files",
     "write_text": "vaezoo.core.files",
+    "progress": "vaezoo.core.progress",
     "save_png_grid": "vaezoo.core.images",
     "DiagonalGaussian": "vaezoo.core.distributions",
     "StandardNormal": "vaezoo.core.distributions",
@@ -73,6 +74,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from vaezoo.core.errors import InputError, PluginError, RecipeError, VaezooError
     from vaezoo.core.files import atomic_path, write_json, write_text
     from vaezoo.core.images import save_png_grid
+    from vaezoo.core.progress import progress
     from vaezoo.core.seeds import derive_seed
     from vaezoo.core.likelihoods import Bernoulli, Categorical, Gaussian, Laplace, Likelihood
     from vaezoo.core.model import VAE

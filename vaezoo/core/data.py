@@ -54,33 +54,36 @@ class EpochBatchSampler(Sampler[list[int]]):
         self.seed, self.epoch, self.rank, self.world_size = seed, epoch, rank, world_size
         self.drop_last, self.start = drop_last, start
 
-    def _indices(self) -> list[int]:
+    def _order(self) -> torch.Tensor:
+        """This rank's indices for the epoch, as one tensor: 4 bytes per example (int32 below 2**31
+        examples), not a Python list of them, so a sampler over millions stays small."""
+        dtype = torch.int32 if self.n < 2**31 else torch.int64  # randperm draws the same order in either
         if self.shuffle:
             g = torch.Generator().manual_seed(derive_seed(self.seed, "shuffle", self.epoch))
-            order = torch.randperm(self.n, generator=g).tolist()
+            order = torch.randperm(self.n, generator=g, dtype=dtype)
         else:
-            order = list(range(self.n))
-        per_rank = -(-self.n // self.world_size)
-        order = (order * (1 + per_rank * self.world_size // max(1, self.n)))[: per_rank * self.world_size]
-        return order[self.rank :: self.world_size]
+            order = torch.arange(self.n, dtype=dtype)
+        total = self._per_rank() * self.world_size
+        if total > self.n:   # pad by wrapping around, so every rank gets as many
+            order = order.repeat(-(-total // self.n))
+        return order[:total][self.rank :: self.world_size]
 
-    def _batches(self) -> list[list[int]]:
-        idx = self._indices()
-        full = len(idx) // self.batch_size
-        # Dropping the ragged tail keeps batch statistics uniform, unless that leaves nothing.
-        drop = self.drop_last and full > 0
-        count = full if drop else -(-len(idx) // self.batch_size)
-        return [idx[i * self.batch_size : (i + 1) * self.batch_size] for i in range(count)]
-
-    def __iter__(self) -> Iterator[list[int]]:
-        return iter(self._batches()[self.start :])
-
-    def __len__(self) -> int:
-        return max(0, len(self._batches()) - self.start)
+    def _per_rank(self) -> int:
+        return -(-self.n // self.world_size)
 
     def total(self) -> int:
         """Batches in the whole epoch, ignoring ``start``."""
-        return len(self._batches())
+        full = self._per_rank() // self.batch_size
+        # Dropping the ragged tail keeps batch statistics uniform, unless that leaves nothing.
+        return full if self.drop_last and full > 0 else -(-self._per_rank() // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order, size = self._order(), self.batch_size
+        for i in range(self.start, self.total()):
+            yield order[i * size : (i + 1) * size].tolist()
+
+    def __len__(self) -> int:
+        return max(0, self.total() - self.start)
 
 
 def make_loader(
@@ -130,7 +133,8 @@ def random_batches(dataset: Dataset, collate: Callable, batch_size: int, seed: i
     n = dataset_length(dataset)
     size = min(batch_size, n)
     while True:
-        yield examples_at(dataset, collate, torch.randperm(n, generator=g)[:size].tolist())
+        # int32: the same draws as int64 (torch's randperm), half the memory per step
+        yield examples_at(dataset, collate, torch.randperm(n, generator=g, dtype=torch.int32)[:size].tolist())
 
 
 def split_batches(modality, split: str, size: int, max_examples: int | None = None) -> Iterator[Batch]:

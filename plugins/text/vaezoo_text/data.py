@@ -1,7 +1,10 @@
 """Sentences: a text file with one per line, or WordNet's example sentences; seeded splits.
 
-A split is a list of strings; the modality tokenizes it once into a ``TokenDataset`` whose
-items are LongTensors of token ids ending in EOS, and ``collate`` pads them into a batch:
+The corpus is streamed, never held: ``plan_splits`` reads it once and keeps one byte per
+sentence (its split) and, with labels, four (its label), and ``split_examples`` streams a
+split's sentences in corpus order. The modality tokenizes each split once into a token
+store on disk (``vaezoo_text.store``) that training reads by memory map. The items are
+LongTensors of token ids ending in EOS, and ``collate`` pads them into a batch:
 
     {"x": LongTensor [N, T] targets ending in EOS, padded with PAD,
      "mask": bool [N, T] (True on real tokens, EOS included),
@@ -14,15 +17,17 @@ the training split (``TextModality.label_names``).
 
 from __future__ import annotations
 
+import hashlib
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence, cast
+from typing import Iterator, Sequence, cast
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from vaezoo import InputError
-from vaezoo import split_indices
 
 from vaezoo_text.config import DataConfig
 
@@ -30,34 +35,52 @@ WORDNET_FILES = ("data.noun", "data.verb", "data.adj", "data.adv")
 WORDNET_MIN_CHARS = 15  # shorter quoted parts are mostly phrases ("a telling smile" is 15)
 _QUOTED = re.compile(r'"([^"]*)"')
 
+Example = tuple[str, "str | None"]   # a sentence and its label (None without labels)
 
-def _read_text(path: Path, hint: str) -> str:
+
+def _numbered_lines(path: Path, hint: str) -> Iterator[tuple[int, str]]:
+    """(line number, line) of a UTF-8 text file, streamed, split exactly as ``str.splitlines``
+    splits the whole text (so line numbers in messages are the editor's)."""
     try:
-        return Path(path).read_text(encoding="utf-8")
+        f = open(path, "rb")
     except FileNotFoundError:
         raise InputError(f"{path}: text file not found") from None
     except IsADirectoryError:
         raise InputError(f"{path}: is a folder; {hint}") from None
-    except UnicodeDecodeError as err:
-        raise InputError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    number, offset = 0, 0
+    with f:
+        for raw in f:
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise InputError(f"{path}: not UTF-8 text ({err.reason} at byte {offset + err.start})") from None
+            offset += len(raw)
+            for line in text.splitlines():
+                number += 1
+                yield number, line
 
 
 _SENTENCES_HINT = ("data.path needs a text file with one sentence per line "
                    "(or set data.format = 'wordnet' for a WordNet folder)")
 
 
+def iter_lines(path: Path, hint: str = _SENTENCES_HINT) -> Iterator[str]:
+    """Non-empty lines of a UTF-8 text file, stripped, whitespace runs collapsed, streamed."""
+    for _, line in _numbered_lines(path, hint):
+        if line.strip():
+            yield " ".join(line.split())
+
+
 def read_lines(path: Path) -> list[str]:
     """Non-empty lines of a UTF-8 text file, stripped, whitespace runs collapsed."""
-    text = _read_text(path, _SENTENCES_HINT)
-    return [" ".join(line.split()) for line in text.splitlines() if line.strip()]
+    return list(iter_lines(path))
 
 
-def read_tab_lines(path: Path) -> tuple[list[str], list[str]]:
-    """Sentences and labels of a file whose non-empty lines are ``LABEL<TAB>sentence`` (the
-    label is the text before the first tab); a line without a tab, label or sentence is refused."""
-    text = _read_text(path, "with data.labels = 'tab' it needs a text file of LABEL<TAB>sentence lines")
-    sentences, labels = [], []
-    for number, line in enumerate(text.splitlines(), 1):
+def iter_tab_lines(path: Path) -> Iterator[Example]:
+    """(sentence, label) of a file whose non-empty lines are ``LABEL<TAB>sentence`` (the label
+    is the text before the first tab); a line without a tab, label or sentence is refused."""
+    hint = "with data.labels = 'tab' it needs a text file of LABEL<TAB>sentence lines"
+    for number, line in _numbered_lines(path, hint):
         if not line.strip():
             continue
         label, tab, sentence = line.partition("\t")
@@ -68,23 +91,36 @@ def read_tab_lines(path: Path) -> tuple[list[str], list[str]]:
             raise InputError(f"{path}, line {number}: no label before the tab")
         if not sentence:
             raise InputError(f"{path}, line {number}: no sentence after the tab")
-        sentences.append(sentence)
-        labels.append(label)
-    return sentences, labels
+        yield sentence, label
 
 
-def read_label_file(labels_path: Path, sentences_path: Path, count: int) -> list[str]:
-    """One label per non-empty line of ``labels_path``, aligned with the ``count`` sentences
-    (non-empty lines) of ``sentences_path``."""
-    text = _read_text(labels_path, "data.labels = 'file' needs a text file with one label per line")
-    labels = [line.strip() for line in text.splitlines() if line.strip()]
-    if len(labels) != count:
-        raise InputError(f"{labels_path}: {len(labels)} labels, but {sentences_path} has {count} sentences; "
+def read_tab_lines(path: Path) -> tuple[list[str], list[str]]:
+    """Sentences and labels of a ``LABEL<TAB>sentence`` file (see ``iter_tab_lines``)."""
+    pairs = list(iter_tab_lines(path))
+    return [sentence for sentence, _ in pairs], [str(label) for _, label in pairs]
+
+
+def iter_labelled_lines(sentences_path: Path, labels_path: Path) -> Iterator[Example]:
+    """The sentences (non-empty lines) of ``sentences_path`` with one label per non-empty line
+    of ``labels_path``; two files of different lengths are refused (at their end)."""
+    labels = (line.strip() for _, line in _numbered_lines(
+        labels_path, "data.labels = 'file' needs a text file with one label per line") if line.strip())
+    count = 0
+    for sentence in iter_lines(sentences_path):
+        label = next(labels, None)
+        if label is None:
+            sentences = sum(1 for _ in iter_lines(sentences_path))
+            raise InputError(f"{labels_path}: {count} labels, but {sentences_path} has {sentences} sentences; "
+                             "give one label per sentence line (blank lines are skipped in both)")
+        count += 1
+        yield sentence, label
+    extra = sum(1 for _ in labels)
+    if extra:
+        raise InputError(f"{labels_path}: {count + extra} labels, but {sentences_path} has {count} sentences; "
                          "give one label per sentence line (blank lines are skipped in both)")
-    return labels
 
 
-def read_wordnet_sources(folder: Path) -> list[tuple[str, str]]:
+def iter_wordnet_sources(folder: Path) -> Iterator[Example]:
     """Example sentences of WordNet 3.0 glosses, in file order, each with its part of speech:
     the data file it comes from (``noun``, ``verb``, ``adj``, ``adv``).
 
@@ -98,7 +134,6 @@ def read_wordnet_sources(folder: Path) -> list[tuple[str, str]]:
             f"{folder}: not a WordNet data folder (missing {', '.join(missing)}); "
             "on Debian install wordnet-base and use /usr/share/wordnet"
         )
-    examples = []
     for name in WORDNET_FILES:
         pos = name.partition(".")[2]
         # WordNet is mostly ASCII; a stray Latin-1 byte must not stop the load.
@@ -112,13 +147,17 @@ def read_wordnet_sources(folder: Path) -> list[tuple[str, str]]:
                 for quote in _QUOTED.findall(gloss):
                     quote = " ".join(quote.split())
                     if len(quote) >= WORDNET_MIN_CHARS:
-                        examples.append((quote, pos))
-    return examples
+                        yield quote, pos
+
+
+def read_wordnet_sources(folder: Path) -> list[tuple[str, str]]:
+    """Example sentences of WordNet 3.0 glosses with their part of speech (see ``iter_wordnet_sources``)."""
+    return cast(list[tuple[str, str]], list(iter_wordnet_sources(folder)))
 
 
 def read_wordnet(folder: Path) -> list[str]:
-    """Example sentences of WordNet 3.0 glosses, in file order (see ``read_wordnet_sources``)."""
-    return [sentence for sentence, _ in read_wordnet_sources(folder)]
+    """Example sentences of WordNet 3.0 glosses, in file order (see ``iter_wordnet_sources``)."""
+    return [sentence for sentence, _ in iter_wordnet_sources(folder)]
 
 
 def unique(sentences: Sequence[str]) -> list[str]:
@@ -126,23 +165,22 @@ def unique(sentences: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(sentences))
 
 
-def _read_split_file(cfg: DataConfig, path: Path, labels_path: Path | None) -> tuple[list[str], list[str] | None]:
-    """Sentences of a file, and their labels when the recipe asks for 'tab' or 'file' labels."""
+def iter_split_file(cfg: DataConfig, path: Path, labels_path: Path | None) -> Iterator[Example]:
+    """(sentence, label) of a file, the label None unless the recipe asks for 'tab' or 'file' labels."""
     if cfg.labels == "tab":
-        return read_tab_lines(path)
-    sentences = read_lines(path)
+        return iter_tab_lines(path)
     if cfg.labels == "file":
         assert labels_path is not None   # DataConfig.check requires one with labels = 'file'
-        return sentences, read_label_file(labels_path, path, len(sentences))
-    return sentences, None
+        return iter_labelled_lines(path, labels_path)
+    return ((sentence, None) for sentence in iter_lines(path))
 
 
-def _read_corpus(cfg: DataConfig) -> tuple[list[str], list[str] | None]:
+def iter_corpus(cfg: DataConfig) -> Iterator[Example]:
+    """(sentence, label) of ``cfg.path`` in file order, before deduplication and splitting."""
     if cfg.format == "wordnet":
-        examples = read_wordnet_sources(cfg.path)
-        sentences = [sentence for sentence, _ in examples]
-        return sentences, ([pos for _, pos in examples] if cfg.labels == "source" else None)
-    return _read_split_file(cfg, cfg.path, cfg.labels_path)
+        labelled = cfg.labels == "source"
+        return ((sentence, pos if labelled else None) for sentence, pos in iter_wordnet_sources(cfg.path))
+    return iter_split_file(cfg, cfg.path, cfg.labels_path)
 
 
 def _show_classes(classes: Sequence[str], most: int = 20) -> str:
@@ -150,61 +188,170 @@ def _show_classes(classes: Sequence[str], most: int = 20) -> str:
     return shown + (f", ... ({len(classes)} classes)" if len(classes) > most else "")
 
 
+# Split codes of corpus sentences (SplitPlan.codes).
+TRAIN, VALIDATION, TEST, UNUSED = 0, 1, 2, 255
+_CODES = {"train": TRAIN, "validation": VALIDATION, "test": TEST}
+
+
+def _held_out(n: int, fraction: float, seed: int) -> np.ndarray:
+    """Which of ``n`` items ``split_indices(n, fraction, seed)`` holds out, as a bool mask: the
+    same seeded permutation, drawn as int32 (torch draws the same order for any dtype)."""
+    held = max(1, round(fraction * n)) if fraction > 0 and n > 1 else 0
+    mask = np.zeros(n, dtype=bool)
+    if held:
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed), dtype=torch.int32)
+        mask[perm[:held].numpy()] = True
+    return mask
+
+
+def _first_occurrences(hashes: np.ndarray, partitions: int = 16) -> np.ndarray:
+    """Bool mask of the first occurrence of each distinct 64-bit hash, found a slice of the
+    hash range at a time so the sort's scratch memory is a sixteenth of the corpus."""
+    first = np.ones(len(hashes), dtype=bool)
+    top = (hashes >> np.uint64(60)).astype(np.uint8)
+    for part in range(partitions):
+        where = np.flatnonzero(top == part)
+        order = np.argsort(hashes[where], kind="stable")   # stable: equal hashes stay in corpus order
+        ordered = hashes[where][order]
+        repeat = np.flatnonzero(ordered[1:] == ordered[:-1]) + 1
+        first[where[order[repeat]]] = False
+    return first
+
+
+def _sentence_hash(sentence: str) -> int:
+    return int.from_bytes(hashlib.blake2b(sentence.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+@dataclass
+class SplitPlan:
+    """Which split each sentence of the corpus falls in, from one streaming pass.
+
+    ``codes[i]`` is the split of the corpus' i-th sentence (``TRAIN``, ``VALIDATION``, ``TEST``,
+    or ``UNUSED``: a repeat, or outside ``max_train_examples``); ``label_ids[i]`` its label as an
+    index into ``labels_seen`` (None without labels); ``label_names``: the classes, the sorted
+    distinct labels of the training split. A split read from its own file has no codes.
+    """
+
+    codes: np.ndarray
+    label_ids: np.ndarray | None
+    labels_seen: list[str]
+    label_names: list[str] | None
+    sizes: dict[str, int]
+
+
+def plan_splits(cfg: DataConfig) -> SplitPlan:
+    """The three splits of ``cfg``: without separate files, validation and test are seeded
+    hold-outs of path (the same ones ``split_indices`` drew from the list of sentences).
+    Repeated sentences keep the label of their first occurrence (found by a 64-bit hash of the
+    text). A validation or test label the training split lacks is refused."""
+    hashes: list[np.ndarray] = []
+    label_ids: list[np.ndarray] = []
+    labels_seen: dict[str, int] = {}   # label -> id, in order of first appearance
+    chunk_hashes: list[int] = []
+    chunk_labels: list[int] = []
+    count = 0
+    for sentence, label in iter_corpus(cfg):
+        count += 1
+        if cfg.deduplicate:
+            chunk_hashes.append(_sentence_hash(sentence))
+        if label is not None:
+            chunk_labels.append(labels_seen.setdefault(label, len(labels_seen)))
+        if len(chunk_hashes) >= 65536 or len(chunk_labels) >= 65536:   # numpy chunks: 8 bytes a hash, not 36
+            hashes.append(np.array(chunk_hashes, dtype=np.uint64))
+            label_ids.append(np.array(chunk_labels, dtype=np.int32))
+            chunk_hashes, chunk_labels = [], []
+    hashes.append(np.array(chunk_hashes, dtype=np.uint64))
+    label_ids.append(np.array(chunk_labels, dtype=np.int32))
+    if not count:
+        raise InputError(f"{cfg.path}: no sentences found")
+    kept = _first_occurrences(np.concatenate(hashes)) if cfg.deduplicate else np.ones(count, dtype=bool)
+    del hashes
+    labels = np.concatenate(label_ids) if labels_seen else None
+    n = int(kept.sum())
+
+    # Splits of the distinct sentences, in the order read_splits always drew them.
+    split = np.full(n, TRAIN, dtype=np.uint8)
+    for name, path, fraction, salt in (("test", cfg.test_path, cfg.test_fraction, 1),
+                                       ("validation", cfg.validation_path, cfg.validation_fraction, 2)):
+        if path is not None:
+            continue
+        rest = split == TRAIN
+        left = int(rest.sum())
+        part = split[rest]
+        part[_held_out(left, min(1.0, fraction * n / left), cfg.split_seed * 10 + salt)] = _CODES[name]
+        split[rest] = part
+    left = int((split == TRAIN).sum())
+    if cfg.max_train_examples and cfg.max_train_examples < left:
+        rest = split == TRAIN
+        part = split[rest]
+        part[~_held_out(left, cfg.max_train_examples / left, cfg.split_seed * 10 + 3)] = UNUSED
+        split[rest] = part
+    codes = np.full(count, UNUSED, dtype=np.uint8)
+    codes[kept] = split
+    del split, kept
+
+    sizes = {name: int((codes == code).sum()) for name, code in _CODES.items()}
+    seen = list(labels_seen)
+    label_names = None if labels is None else sorted(seen[i] for i in np.unique(labels[codes == TRAIN]))
+    for name, path, labels_path in (("train", cfg.path, None),
+                                    ("validation", cfg.validation_path, cfg.validation_labels_path),
+                                    ("test", cfg.test_path, cfg.test_labels_path)):
+        if path is not None and name != "train":
+            sizes[name] = _check_split_file(cfg, name, path, labels_path, label_names)
+        elif label_names is not None and labels is not None and name != "train":
+            unknown_ids = np.ones(len(labels_seen), dtype=np.bool_)
+            unknown_ids[[labels_seen[label] for label in label_names]] = False
+            unknown = np.flatnonzero((codes == _CODES[name]) & unknown_ids[labels])
+            if len(unknown):
+                where = cfg.labels_path or cfg.path
+                label = seen[labels[unknown[0]]]
+                raise InputError(f"{where}: the {name} label {label!r} is not among the training split's classes "
+                                 f"({_show_classes(label_names)})")
+        if not sizes[name]:
+            if path is None or name == "train":
+                raise InputError(f"{cfg.path}: {n} usable sentences are too few for a {name} split; add sentences")
+            raise InputError(f"{path}: no {name} sentences in this file")
+    return SplitPlan(codes, labels, seen, label_names, sizes)
+
+
+def _check_split_file(cfg: DataConfig, split: str, path: Path, labels_path: Path | None,
+                      label_names: list[str] | None) -> int:
+    """Sentences of a split's own file, read through once: its labels must be the training split's."""
+    known = set(label_names or [])
+    count = 0
+    for _, label in iter_split_file(cfg, path, labels_path):
+        if label_names is not None and label not in known:
+            raise InputError(f"{labels_path or path}: the {split} label {label!r} is not among the training "
+                             f"split's classes ({_show_classes(label_names)})")
+        count += 1
+    return count
+
+
+def split_examples(cfg: DataConfig, plan: SplitPlan, split: str) -> Iterator[Example]:
+    """(sentence, label) of one split in corpus order, streamed."""
+    path, labels_path = {"train": (None, None), "validation": (cfg.validation_path, cfg.validation_labels_path),
+                         "test": (cfg.test_path, cfg.test_labels_path)}[split]
+    if path is not None:
+        yield from iter_split_file(cfg, path, labels_path)
+        return
+    code = _CODES[split]
+    for i, example in enumerate(iter_corpus(cfg)):
+        if plan.codes[i] == code:
+            yield example
+
+
 def read_splits(cfg: DataConfig) -> tuple[dict[str, list[str]], dict[str, list[str]] | None]:
     """The three splits' sentences and, with ``cfg.labels`` other than 'none', their label
-    strings (split -> one per sentence; None without labels). Without separate files,
-    validation and test are seeded hold-outs of path. Repeated sentences keep the label of
-    their first occurrence. A validation or test label the training split lacks is refused."""
-    corpus, corpus_labels = _read_corpus(cfg)
-    if cfg.deduplicate:
-        first: dict[str, int] = {}
-        for i, sentence in enumerate(corpus):
-            first.setdefault(sentence, i)       # the first occurrence stays, in corpus order
-        kept = list(first.values())
-        corpus = [corpus[i] for i in kept]
-        if corpus_labels is not None:
-            corpus_labels = [corpus_labels[i] for i in kept]
-    if not corpus:
-        raise InputError(f"{cfg.path}: no sentences found")
+    strings (split -> one per sentence; None without labels), as lists: for small corpora and
+    tests (training streams them; see ``plan_splits`` and ``split_examples``)."""
+    plan = plan_splits(cfg)
     splits: dict[str, list[str]] = {}
-    labels: dict[str, list[str]] | None = None if corpus_labels is None else {}
-    rest = list(range(len(corpus)))
-    # Each missing split is held out of what is left, as a share of the whole corpus.
-    for split, path, labels_path, fraction, salt in (
-            ("test", cfg.test_path, cfg.test_labels_path, cfg.test_fraction, 1),
-            ("validation", cfg.validation_path, cfg.validation_labels_path, cfg.validation_fraction, 2)):
-        if path is not None:
-            splits[split], split_labels = _read_split_file(cfg, path, labels_path)
-            if labels is not None:
-                assert split_labels is not None   # a labelled corpus has labelled split files (DataConfig.check)
-                labels[split] = split_labels
-            continue
-        keep, held = split_indices(len(rest), min(1.0, fraction * len(corpus) / len(rest)), cfg.split_seed * 10 + salt)
-        splits[split] = [corpus[rest[i]] for i in held]
-        if labels is not None and corpus_labels is not None:
-            labels[split] = [corpus_labels[rest[i]] for i in held]
-        rest = [rest[i] for i in keep]
-    if cfg.max_train_examples and cfg.max_train_examples < len(rest):
-        _, chosen = split_indices(len(rest), cfg.max_train_examples / len(rest), cfg.split_seed * 10 + 3)
-        rest = [rest[i] for i in chosen]
-    splits["train"] = [corpus[i] for i in rest]
-    if labels is not None and corpus_labels is not None:
-        labels["train"] = [corpus_labels[i] for i in rest]
-    for split, path in (("train", cfg.path), ("validation", cfg.validation_path), ("test", cfg.test_path)):
-        if not splits[split]:
-            if path is None or split == "train":
-                raise InputError(f"{cfg.path}: {len(corpus)} usable sentences are too few for a {split} split; add sentences")
-            raise InputError(f"{path}: no {split} sentences in this file")
-    if labels is not None:
-        known = set(labels["train"])
-        for split, path, labels_path in (("validation", cfg.validation_path, cfg.validation_labels_path),
-                                         ("test", cfg.test_path, cfg.test_labels_path)):
-            unknown = next((label for label in labels[split] if label not in known), None)
-            if unknown is not None:
-                where = labels_path or path or cfg.labels_path or cfg.path
-                raise InputError(f"{where}: the {split} label {unknown!r} is not among the training split's classes "
-                                 f"({_show_classes(sorted(known))})")
-    return splits, labels
+    labels: dict[str, list[str]] = {}
+    for split in _CODES:
+        examples = list(split_examples(cfg, plan, split))
+        splits[split] = [sentence for sentence, _ in examples]
+        labels[split] = [cast(str, label) for _, label in examples]
+    return splits, (labels if plan.label_names is not None else None)
 
 
 def make_splits(cfg: DataConfig) -> dict[str, list[str]]:

@@ -7,7 +7,11 @@ and writer modules load inside the methods that use them, so `vaezoo plugins`,
 
 from __future__ import annotations
 
+import atexit
+import errno
 import math
+import shutil
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
@@ -22,7 +26,7 @@ if TYPE_CHECKING:
     from torch.utils.data import Dataset
     from transformers import PreTrainedTokenizerFast
 
-    from vaezoo_text.data import TokenDataset
+    from vaezoo_text.data import SplitPlan
     from vaezoo_text.networks import SentenceDistribution
 
 
@@ -53,9 +57,9 @@ class TextModality(Modality):
     def __init__(self, recipe, run_dir: Path | None = None):
         super().__init__(recipe, run_dir)
         # Read on first use: sampling from a finished run needs neither the corpus nor a split.
-        self._splits: dict[str, list[str]] | None = None
-        self._labels: dict[str, list[str]] | None = None   # label strings per split (data.labels != 'none')
-        self._datasets: dict[str, TokenDataset] = {}
+        self._plan: SplitPlan | None = None              # which split each corpus sentence is in
+        self._store: tuple[Path, dict] | None = None    # the run's token store: folder, manifest
+        self._datasets: dict[str, Dataset] = {}
         self._tokenizer: PreTrainedTokenizerFast | None = None
 
     @property
@@ -64,11 +68,11 @@ class TextModality(Modality):
         of the training split (batches carry their indices as ``"label"``); None otherwise."""
         if self.recipe.data.labels == "none":
             return None
-        from vaezoo_text import data
+        from vaezoo_text.tokenizer import TOKENIZER_FILE
 
-        self._read_splits()
-        assert self._labels is not None   # read_splits gives labels whenever data.labels is not 'none'
-        return data.class_names(self._labels)
+        if self._store is not None or (self.run_dir is not None and (self.run_dir / TOKENIZER_FILE).is_file()):
+            return self._token_store()[1]["label_names"]    # a fitted run: its store knows them
+        return self._split_plan().label_names
 
     @property
     def uses_latent(self) -> bool:
@@ -77,12 +81,17 @@ class TextModality(Modality):
 
     # -- tokenizer ----------------------------------------------------------------------------
     def fit(self, run_dir: Path) -> None:
-        """Train the tokenizer on the training split and save it as run_dir/tokenizer.json."""
+        """Train the tokenizer on the training split (streamed) and save it as
+        run_dir/tokenizer.json, then tokenize the splits into the run's token store."""
+        from vaezoo_text.data import split_examples
         from vaezoo_text.tokenizer import save_tokenizer, train_tokenizer
 
-        save_tokenizer(train_tokenizer(self.sentences("train"), self.recipe.tokenizer), run_dir)
+        train = (sentence for sentence, _ in split_examples(self.recipe.data, self._split_plan(), "train"))
+        save_tokenizer(train_tokenizer(train, self.recipe.tokenizer), run_dir)
         self.run_dir = Path(run_dir)
         self._tokenizer = None  # reload from the file, exactly as every later instance will
+        self._store, self._datasets = None, {}
+        self._token_store()
 
     @property
     def tokenizer(self) -> PreTrainedTokenizerFast:
@@ -106,42 +115,71 @@ class TextModality(Modality):
         return [decode(self.tokenizer, row) for row in ids.tolist()]
 
     # -- data ---------------------------------------------------------------------------------
+    def _split_plan(self) -> SplitPlan:
+        if self._plan is None:
+            from vaezoo_text.data import plan_splits
+
+            self._plan = plan_splits(self.recipe.data)
+        return self._plan
+
+    def _token_store(self) -> tuple[Path, dict]:
+        """The run's tokenized splits (``vaezoo_text.store``), built on first use. A run
+        directory that cannot be written (a shared model folder) gets it in a temporary
+        folder, removed at exit."""
+        if self._store is None:
+            from vaezoo_text.store import STORE_FOLDER, build_store, fingerprint
+            from vaezoo_text.tokenizer import TOKENIZER_FILE
+
+            tokenizer = self.tokenizer   # needs run_dir
+            assert self.run_dir is not None
+            print_ = fingerprint(self.recipe.data, self.recipe.tokenizer.max_length, self.run_dir / TOKENIZER_FILE)
+            folder = self.run_dir / STORE_FOLDER
+            try:
+                manifest = build_store(folder, self.recipe.data, self._split_plan, self.encode_sentences,
+                                       len(tokenizer), print_)
+            except OSError as err:
+                if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                    raise
+                folder = Path(tempfile.mkdtemp(prefix="vaezoo-text-")) / STORE_FOLDER
+                atexit.register(shutil.rmtree, folder.parent, True)
+                manifest = build_store(folder, self.recipe.data, self._split_plan, self.encode_sentences,
+                                       len(tokenizer), print_)
+            self._store = (folder, manifest)
+        return self._store
+
     def sentences(self, split: str) -> list[str]:
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
-        self._read_splits()
-        assert self._splits is not None
-        return self._splits[split]
-
-    def _read_splits(self) -> None:
-        if self._splits is None:
-            from vaezoo_text import data
-
-            self._splits, self._labels = data.read_splits(self.recipe.data)
+        """The sentences of ``split`` as a list (for small corpora and analyses: training reads
+        the token store instead)."""
+        return [sentence for sentence, _ in self._examples(split)]
 
     def sentence_labels(self, split: str) -> list[str] | None:
         """The label string of each sentence of ``split``; None with ``data.labels = 'none'``."""
-        self.sentences(split)   # checks the split's name and reads the data
-        labels = self._labels
-        return None if labels is None else labels[split]
+        examples = self._examples(split)
+        return None if self.recipe.data.labels == "none" else [str(label) for _, label in examples]
+
+    def _examples(self, split: str) -> list[tuple[str, str | None]]:
+        from vaezoo_text.data import split_examples
+
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+        return list(split_examples(self.recipe.data, self._split_plan(), split))
 
     def dataset(self, split: str) -> Dataset:
+        """A split of the run's token store, read by memory map."""
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
         if split not in self._datasets:
-            from vaezoo_text import data
+            from vaezoo_text.store import TokenStore
 
-            labels = self.sentence_labels(split)
-            ids = None
-            if labels is not None:
-                index = {name: i for i, name in enumerate(self.label_names or [])}
-                ids = [index[label] for label in labels]
-            self._datasets[split] = data.TokenDataset(self.encode_sentences(self.sentences(split)), ids)
+            folder, manifest = self._token_store()
+            self._datasets[split] = TokenStore(folder, split, manifest)
         return self._datasets[split]
 
     def collate(self, examples: Sequence[torch.Tensor | dict] | vaezoo.Batch) -> vaezoo.Batch:
         """Dataset items (token ids, or ``{"x", "label"}`` with labels) padded into a batch."""
         from vaezoo_text import data
 
-        if isinstance(examples, dict):  # a whole batch from a dataset's __getitems__ (TokenDataset has none)
+        if isinstance(examples, dict):  # a whole batch from a dataset's __getitems__ (TokenStore has none)
             return super().collate(examples)
         return data.collate_items(examples, self.tokenizer.pad_token_id)
 
