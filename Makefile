@@ -9,7 +9,7 @@ DATA_PACKAGES := dataset-fashion-mnist wordnet-base klettres-data
 TEST_PACKAGES := chromium chromium-driver
 DEMO_RUN ?= runs/demo
 
-.PHONY: install data test-packages test demo bench-image bench-tabular bench-models bench-vaegan bench-conditional bench-export clean
+.PHONY: install data test-packages test demo bench-image bench-tabular bench-models bench-vaegan bench-conditional bench-export bench-text-scale clean
 
 install: $(STAMP)
 
@@ -85,6 +85,9 @@ bench-conditional: install
 # threads, and the audio real-time factor of z -> waveform. Writes benchmarks/results/export_speed.jsonl.
 bench-export: install
 	nice $(BIN)/python benchmarks/export_speed.py --threads 2
+
+bench-text-scale: install
+	nice $(BIN)/python benchmarks/text_scale.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

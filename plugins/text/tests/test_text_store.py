@@ -170,3 +170,17 @@ def test_tokenization_runs_in_batches(tmp_path, monkeypatch):
     train = len(modality.dataset("train"))
     assert max(sizes) == 64 and sum(sizes) == 300 and train == 240
     assert os.path.getsize(run_dir / STORE_FOLDER / "train.offsets") == 8 * (train + 1)
+
+
+def test_encoding_gives_the_ids_of_a_transformers_call(tmp_path):
+    """``encode`` asks the tokenizers backend directly; the ids are those of transformers'
+    truncating call, for sentences shorter and longer than max_length."""
+    from vaezoo_text.tokenizer import encode
+
+    modality = fitted_modality(tmp_path, n=150)
+    tokenizer = modality.tokenizer
+    sentences = make_sentences(40, 3) + [" ".join(make_sentences(6, 4))]   # the last one is cut
+    expected = tokenizer(sentences, add_special_tokens=False, truncation=True, max_length=15)["input_ids"]
+    got = encode(tokenizer, sentences, 16)
+    assert got == [row + [tokenizer.eos_token_id] for row in expected]
+    assert len(got[-1]) == 16 and max(len(row) for row in got[:-1]) < 16

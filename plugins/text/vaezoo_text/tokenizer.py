@@ -72,11 +72,19 @@ def load_tokenizer(folder: Path) -> PreTrainedTokenizerFast:
 
 
 def encode(tokenizer: PreTrainedTokenizerFast, sentences: Sequence[str], max_length: int) -> list[list[int]]:
-    """Token ids of each sentence, truncated to ``max_length - 1`` tokens, then EOS appended."""
+    """Token ids of each sentence, truncated to ``max_length - 1`` tokens, then EOS appended.
+
+    The batch goes straight to the `tokenizers` backend (its ``encode_batch`` runs on every
+    core), then each row is cut: the ids transformers' ``tokenizer(..., truncation=True)``
+    gives, at twice its speed (it converts every encoding to Python dictionaries)."""
     if not sentences:
         return []
-    ids = tokenizer(list(sentences), add_special_tokens=False, truncation=True, max_length=max_length - 1)["input_ids"]
-    return [row + [tokenizer.eos_token_id] for row in ids]
+    backend = tokenizer.backend_tokenizer
+    if backend.truncation is not None or backend.padding is not None:
+        backend.no_truncation()   # left by a transformers call: cut and pad nothing here
+        backend.no_padding()
+    eos, keep = tokenizer.eos_token_id, max_length - 1
+    return [encoding.ids[:keep] + [eos] for encoding in backend.encode_batch(list(sentences), add_special_tokens=False)]
 
 
 def decode(tokenizer: PreTrainedTokenizerFast, ids: Sequence[int]) -> str:
