@@ -34,6 +34,8 @@ _EXPORTS = {
     "write_json": "vaezoo.core.files",
     "write_text": "vaezoo.core.files",
     "progress": "vaezoo.core.progress",
+    "cached_folder": "vaezoo.core.data_cache",
+    "file_fingerprint": "vaezoo.core.data_cache",
     "save_png_grid": "vaezoo.core.images",
     "DiagonalGaussian": "vaezoo.core.distributions",
     "StandardNormal": "vaezoo.core.distributions",
@@ -75,6 +77,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from vaezoo.core.files import atomic_path, write_json, write_text
     from vaezoo.core.images import save_png_grid
     from vaezoo.core.progress import progress
+    from vaezoo.core.data_cache import cached_folder, file_fingerprint
     from vaezoo.core.seeds import derive_seed
     from vaezoo.core.likelihoods import Bernoulli, Categorical, Gaussian, Laplace, Likelihood
     from vaezoo.core.model import VAE

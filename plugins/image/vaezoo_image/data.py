@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset, default_collate
 
+import vaezoo
 from vaezoo import SPLITS, InputError, derive_seed, split_indices
 
 from vaezoo_image.config import DataConfig
@@ -65,6 +66,51 @@ def read_idx(path: Path) -> np.ndarray:
         raise InputError(f"{path}: IDX data has {len(raw)} bytes, its header {shape} needs {expected}")
     # astype copies into native byte order, leaving a writable array torch can share.
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+IDX_CHUNK = 4096   # images decoded, resized and written at a time into the memory-mapped copy
+
+
+def stream_idx_images(path: Path, size: int, color: str, out: Path) -> tuple[int, ...]:
+    """Decode an idx3 image file (gzipped or plain) ``IDX_CHUNK`` images at a time, bring them
+    to ``size`` and ``color`` (``resize_tensor``) and append the uint8 ``[C, size, size]``
+    images to the file ``out``; returns the shape ``(N, C, size, size)``. The same checks as
+    ``read_idx``; memory holds one chunk, not the file."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as probe:
+            zipped = probe.read(2) == b"\x1f\x8b"
+        with (gzip.open(path, "rb") if zipped else open(path, "rb")) as f, open(out, "wb") as sink:
+            head = f.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _IDX_DTYPES:
+                raise InputError(
+                    f"{path}: not an IDX file (magic number {head.hex() or 'missing'}; expected 0000 followed by "
+                    f"a type code in {', '.join(f'{c:02x}' for c in _IDX_DTYPES)} and the number of dimensions)")
+            ndim = head[3]
+            dims = f.read(4 * ndim)
+            if len(dims) < 4 * ndim:
+                raise InputError(f"{path}: IDX header truncated ({4 + len(dims)} bytes, {ndim} dimensions need "
+                                 f"{4 + 4 * ndim})")
+            shape = tuple(int(d) for d in np.frombuffer(dims, dtype=">u4"))
+            if head[2] != 0x08 or ndim != 3:
+                raise InputError(f"{path}: expected unsigned-byte images of shape N x H x W, got "
+                                 f"{np.dtype(_IDX_DTYPES[head[2]])} {shape}")
+            count, height, width = shape
+            for start in range(0, count, IDX_CHUNK):
+                rows = min(IDX_CHUNK, count - start)
+                raw = f.read(rows * height * width)
+                if len(raw) < rows * height * width:
+                    raise InputError(f"{path}: IDX data ends after {start * height * width + len(raw) + 4 + 4 * ndim} "
+                                     f"bytes; its header {shape} needs {count * height * width + 4 + 4 * ndim}")
+                chunk = torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(rows, 1, height, width)
+                sink.write(resize_tensor(chunk, size, color).numpy().tobytes())
+            if f.read(1):
+                raise InputError(f"{path}: IDX data is longer than its header {shape} says")
+    except FileNotFoundError:
+        raise InputError(f"{path}: IDX file not found") from None
+    except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+        raise InputError(f"{path}: corrupt gzip data ({err})") from None
+    return (count, 1 if color == "gray" else 3, size, size)
 
 
 def find_idx(folder: Path, prefix: str, kind: str) -> Path | None:
@@ -263,10 +309,31 @@ def _subset(indices: list[int], limit: int, seed: int) -> list[int]:
 class IdxSource:
     """MNIST-format files: train and validation from the train file, test from t10k."""
 
-    def __init__(self, cfg: DataConfig):
-        self.cfg = cfg
+    def __init__(self, cfg: DataConfig, cache: Path | None = None):
+        self.cfg, self.cache = cfg, cache
         self._cache: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
         self._factors: dict[str, torch.Tensor | None] = {}
+
+    def _images(self, path: Path, prefix: str) -> torch.Tensor:
+        """The images of an idx3 file at the recipe's size and color, uint8 ``[N, C, H, W]``:
+        with a cache folder (the run directory's ``image-data/``), decoded once into a raw
+        file there and memory-mapped (pages are read as batches need them); without one, in
+        memory."""
+        if self.cache is None:
+            return resize_tensor(read_idx_images(path), self.cfg.size, self.cfg.color)
+        cfg = self.cfg
+        fingerprint = {"image_data_format": 1, "size": cfg.size, "color": cfg.color,
+                       "files": vaezoo.file_fingerprint([path])}
+
+        def build(staging: Path) -> dict:
+            return {"shape": list(stream_idx_images(path, cfg.size, cfg.color, staging / "images.u8"))}
+
+        folder, manifest = vaezoo.cached_folder(self.cache / prefix, fingerprint, build)
+        shape = tuple(manifest["shape"])
+        if not shape[0]:
+            return torch.zeros(shape, dtype=torch.uint8)
+        # Copy-on-write: torch may take it as writable, and nothing is ever written back.
+        return torch.from_numpy(np.memmap(folder / "images.u8", dtype=np.uint8, mode="c", shape=shape))
 
     def _load(self, prefix: str) -> tuple[torch.Tensor, torch.Tensor | None]:
         if prefix not in self._cache:
@@ -275,7 +342,7 @@ class IdxSource:
             if images_path is None:
                 raise InputError(f"{folder}: {prefix}-images-idx3-ubyte[.gz] not found (needed for the "
                                  f"{'test' if prefix == 't10k' else 'train and validation'} splits)")
-            images = resize_tensor(read_idx_images(images_path), self.cfg.size, self.cfg.color)
+            images = self._images(images_path, prefix)
             labels = None
             labels_path = find_idx(folder, prefix, "labels-idx1") if self.cfg.labels else None
             if labels_path is not None:
@@ -379,8 +446,9 @@ class FolderSource:
         return self._dataset(split, train_root, keep if split == "train" else held)
 
 
-def open_source(cfg: DataConfig) -> IdxSource | FolderSource:
-    """The data source the config describes, checked for the right layout."""
+def open_source(cfg: DataConfig, cache: Path | None = None) -> IdxSource | FolderSource:
+    """The data source the config describes, checked for the right layout. IDX images are
+    decoded once into ``cache`` (a folder in the run directory) and memory-mapped, when given."""
     if not cfg.path.is_dir():
         raise InputError(f"{cfg.path}: data.path must be a folder (of IDX files or of images)")
     has_idx = any(find_idx(cfg.path, prefix, "images-idx3") for prefix in ("train", "t10k"))
@@ -390,4 +458,4 @@ def open_source(cfg: DataConfig) -> IdxSource | FolderSource:
     if fmt == "folder" and cfg.factors:
         raise InputError(f"{cfg.path}: data.factors = true needs IDX data with {{train,t10k}}-factors-idx2-ubyte[.gz] "
                          "(python -m vaezoo_image.shapes writes them), not an image folder; set data.factors = false")
-    return IdxSource(cfg) if fmt == "idx" else FolderSource(cfg)
+    return IdxSource(cfg, cache) if fmt == "idx" else FolderSource(cfg)

@@ -15,6 +15,8 @@ from vaezoo import InputError, Modality
 
 from vaezoo_image.config import DataConfig, ModelConfig
 
+IMAGE_CACHE = "image-data"   # IDX images decoded once, memory-mapped (vaezoo_image.data.IdxSource)
+
 if TYPE_CHECKING:
     import torch
     from torch import nn
@@ -46,7 +48,8 @@ class ImageModality(Modality):
         if self._source is None:
             from vaezoo_image import data
 
-            self._source = data.open_source(self.recipe.data)
+            cache = None if self.run_dir is None else self.run_dir / IMAGE_CACHE
+            self._source = data.open_source(self.recipe.data, cache)
         return self._source
 
     def dataset(self, split: str) -> Dataset:

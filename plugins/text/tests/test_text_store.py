@@ -27,7 +27,7 @@ def expected_items(modality, split):
 def test_the_store_holds_each_split_tokenized_as_in_memory(tmp_path):
     modality = fitted_modality(tmp_path, n=300)
     folder = tmp_path / "run" / STORE_FOLDER
-    manifest = json.loads((folder / "store.json").read_text())
+    manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["dtype"] == "uint16" and manifest["label_names"] is None
     for split in ("train", "validation", "test"):
         dataset = modality.dataset(split)
@@ -71,37 +71,37 @@ def test_labels_are_stored_as_class_ids(tmp_path):
 def test_a_store_is_built_once_and_rebuilt_when_its_data_changes(tmp_path):
     modality = fitted_modality(tmp_path, n=200)
     folder = tmp_path / "run" / STORE_FOLDER
-    built = (folder / "store.json").stat().st_mtime_ns
+    built = (folder / "manifest.json").stat().st_mtime_ns
     again = TextModality(modality.recipe, tmp_path / "run")
     assert len(again.dataset("train")) == len(modality.dataset("train"))
-    assert (folder / "store.json").stat().st_mtime_ns == built          # reused, not rebuilt
+    assert (folder / "manifest.json").stat().st_mtime_ns == built          # reused, not rebuilt
     assert again._plan is None                                          # and the corpus was not read
     (tmp_path / "corpus.txt").write_text("\n".join(make_sentences(260, 0)) + "\n", encoding="utf-8")
     changed = TextModality(modality.recipe, tmp_path / "run")
     assert len(changed.dataset("train")) > len(modality.dataset("train"))
-    assert json.loads((folder / "store.json").read_text())["counts"]["train"] == len(changed.dataset("train"))
+    assert json.loads((folder / "manifest.json").read_text())["counts"]["train"] == len(changed.dataset("train"))
 
 
 def test_a_crash_while_building_leaves_no_half_store(tmp_path, monkeypatch):
     modality = fitted_modality(tmp_path, n=200)
     run_dir = tmp_path / "run"
     expected = [modality.dataset("test")[i] for i in range(len(modality.dataset("test")))]
-    (run_dir / STORE_FOLDER / "store.json").unlink()     # as if a build had died before its last write
+    (run_dir / STORE_FOLDER / "manifest.json").unlink()     # as if a build had died before its last write
     partial = run_dir / f".{STORE_FOLDER}.partial"
     partial.mkdir()
     (partial / "train.tokens").write_bytes(b"\x00" * 7)  # and left a staging folder behind
     fresh = TextModality(modality.recipe, run_dir)
     assert len(fresh.dataset("test")) == len(expected)
     assert all(torch.equal(fresh.dataset("test")[i], ids) for i, ids in enumerate(expected))
-    assert not partial.exists() and (run_dir / STORE_FOLDER / "store.json").is_file()
+    assert not partial.exists() and (run_dir / STORE_FOLDER / "manifest.json").is_file()
 
 
 def test_a_run_folder_that_cannot_be_written_gets_the_store_in_a_temporary_folder(tmp_path, monkeypatch):
-    import vaezoo_text.store as store
+    import vaezoo.core.data_cache as data_cache
 
     modality = fitted_modality(tmp_path, n=150)
     run_dir = tmp_path / "run"
-    real, calls = store.build_store, []
+    real, calls = data_cache._build, []
 
     def read_only_run_dir(folder, *args):
         calls.append(folder)
@@ -109,10 +109,11 @@ def test_a_run_folder_that_cannot_be_written_gets_the_store_in_a_temporary_folde
             raise PermissionError(errno.EACCES, "Permission denied", str(folder))
         return real(folder, *args)
 
-    monkeypatch.setattr(store, "build_store", read_only_run_dir)
+    monkeypatch.setattr(data_cache, "_build", read_only_run_dir)
+    (run_dir / STORE_FOLDER / "manifest.json").unlink()
     fresh = TextModality(modality.recipe, run_dir)
     assert len(fresh.dataset("validation")) == len(modality.dataset("validation"))
-    assert calls[0].parent == run_dir and calls[1].parent != run_dir and (calls[1] / "store.json").is_file()
+    assert calls[0].parent == run_dir and calls[1].parent != run_dir and (calls[1] / "manifest.json").is_file()
 
 
 def test_a_worker_gets_the_store_without_its_arrays(tmp_path):

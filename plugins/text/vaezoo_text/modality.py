@@ -7,11 +7,7 @@ and writer modules load inside the methods that use them, so `vaezoo plugins`,
 
 from __future__ import annotations
 
-import atexit
-import errno
 import math
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
@@ -123,9 +119,8 @@ class TextModality(Modality):
         return self._plan
 
     def _token_store(self) -> tuple[Path, dict]:
-        """The run's tokenized splits (``vaezoo_text.store``), built on first use. A run
-        directory that cannot be written (a shared model folder) gets it in a temporary
-        folder, removed at exit."""
+        """The run's tokenized splits (``vaezoo_text.store``): folder and manifest, built on
+        first use (in a temporary folder when the run directory cannot be written)."""
         if self._store is None:
             from vaezoo_text.store import STORE_FOLDER, build_store, fingerprint
             from vaezoo_text.tokenizer import TOKENIZER_FILE
@@ -133,18 +128,8 @@ class TextModality(Modality):
             tokenizer = self.tokenizer   # needs run_dir
             assert self.run_dir is not None
             print_ = fingerprint(self.recipe.data, self.recipe.tokenizer.max_length, self.run_dir / TOKENIZER_FILE)
-            folder = self.run_dir / STORE_FOLDER
-            try:
-                manifest = build_store(folder, self.recipe.data, self._split_plan, self.encode_sentences,
-                                       len(tokenizer), print_)
-            except OSError as err:
-                if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
-                    raise
-                folder = Path(tempfile.mkdtemp(prefix="vaezoo-text-")) / STORE_FOLDER
-                atexit.register(shutil.rmtree, folder.parent, True)
-                manifest = build_store(folder, self.recipe.data, self._split_plan, self.encode_sentences,
-                                       len(tokenizer), print_)
-            self._store = (folder, manifest)
+            self._store = build_store(self.run_dir / STORE_FOLDER, self.recipe.data, self._split_plan,
+                                      self.encode_sentences, len(tokenizer), print_)
         return self._store
 
     def sentences(self, split: str) -> list[str]:

@@ -8,26 +8,22 @@
                     vocabularies over 65,536
     SPLIT.offsets   int64 [N + 1]: sentence i is tokens[offsets[i]:offsets[i + 1]]
     SPLIT.labels    int32 [N], class ids (only with data.labels)
-    store.json      format, dtype, counts, class names and the fingerprint of what the files
+    manifest.json   format, dtype, counts, class names and the fingerprint of what the files
                     were made from (the [data] section, max_length, tokenizer.json's hash, the
                     sources' sizes and modification times); written last
 
-The folder is built under a temporary name and renamed into place, under a lock file, so a
-crash leaves no half store and concurrent ranks build it once. A store whose fingerprint
-differs from the recipe's is rebuilt.
+``vaezoo.cached_folder`` builds it: once, under a lock (concurrent ranks wait), staged and
+renamed into place (a crash leaves no half store), again when the fingerprint changes.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
-import shutil
-from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -46,51 +42,12 @@ ENCODE_BATCH = 8192   # sentences per tokenizer call: large enough for its threa
 
 
 def fingerprint(cfg: DataConfig, max_length: int, tokenizer_file: Path) -> dict:
-    """What a store's contents depend on; a store whose fingerprint differs is stale. A source
-    that is gone is recorded as such: its store, if there is one, is all there is to read."""
-    sources = [p for p in (cfg.path, cfg.labels_path, cfg.validation_path, cfg.validation_labels_path,
-                           cfg.test_path, cfg.test_labels_path) if p is not None]
-    files: list[list] = []
-    for source in map(Path, sources):
-        for path in sorted(source.iterdir()) if source.is_dir() else [source]:
-            try:
-                stat = path.stat()
-                files.append([str(path), stat.st_size, stat.st_mtime_ns])
-            except FileNotFoundError:
-                files.append([str(path), None, None])
-    return {"data": json.loads(json.dumps(asdict(cfg), default=str)), "max_length": max_length,
-            "tokenizer_sha256": hashlib.sha256(tokenizer_file.read_bytes()).hexdigest(), "files": files}
-
-
-def _usable(manifest: dict, print_: dict) -> bool:
-    """Whether a store was made from what ``print_`` describes, or from the same recipe and
-    tokenizer while its sources are missing now (a run moved without its corpus)."""
-    stored = manifest.get("fingerprint")
-    if stored == print_:
-        return True
-    gone = any(size is None for _, size, _ in print_["files"])
-    same = {k: v for k, v in print_.items() if k != "files"} == {k: v for k, v in (stored or {}).items() if k != "files"}
-    return gone and same
-
-
-def read_manifest(folder: Path) -> dict | None:
-    """The store's manifest, or None when there is no complete store of this format."""
-    try:
-        manifest = json.loads((folder / "store.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return manifest if isinstance(manifest, dict) and manifest.get("format") == STORE_FORMAT else None
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive lock on ``path`` (created if missing); the kernel drops it if the process dies."""
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    """What a store's contents depend on; a store whose fingerprint differs is rebuilt."""
+    sources = (cfg.path, cfg.labels_path, cfg.validation_path, cfg.validation_labels_path, cfg.test_path,
+               cfg.test_labels_path)
+    return {"store_format": STORE_FORMAT, "data": json.loads(json.dumps(asdict(cfg), default=str)),
+            "max_length": max_length, "tokenizer_sha256": hashlib.sha256(tokenizer_file.read_bytes()).hexdigest(),
+            "files": vaezoo.file_fingerprint(sources)}
 
 
 class _SplitWriter:
@@ -123,28 +80,11 @@ class _SplitWriter:
 
 
 def build_store(folder: Path, cfg: DataConfig, plan: Callable[[], SplitPlan],
-                encode: Callable[[list[str]], list[list[int]]], vocab_size: int, print_: dict) -> dict:
-    """Tokenize the three splits into ``folder`` (see the module docstring) unless a store with
-    the fingerprint ``print_`` is there; returns its manifest. ``plan`` is called only when
-    the store must be built."""
-    manifest = read_manifest(folder)
-    if manifest is not None and _usable(manifest, print_):
-        return manifest
-    lock = folder.with_name(f".{folder.name}.lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(lock):
-        manifest = read_manifest(folder)   # another process may have built it while we waited
-        if manifest is not None and _usable(manifest, print_):
-            return manifest
-        staging = folder.with_name(f".{folder.name}.partial")
-        shutil.rmtree(staging, ignore_errors=True)   # left by a crash: we hold the lock, nobody writes it
-        staging.mkdir()
-        manifest = _write_splits(staging, cfg, plan(), encode, vocab_size)
-        manifest["fingerprint"] = print_
-        vaezoo.write_json(staging / "store.json", manifest)
-        shutil.rmtree(folder, ignore_errors=True)    # a stale store
-        os.replace(staging, folder)
-    return manifest
+                encode: Callable[[list[str]], list[list[int]]], vocab_size: int, print_: dict) -> tuple[Path, dict]:
+    """The store with the fingerprint ``print_`` at ``folder`` (see the module docstring), built
+    if needed: ``(folder, manifest)``, the folder a temporary one when ``folder`` cannot be
+    written. ``plan`` is called only when the store must be built."""
+    return vaezoo.cached_folder(folder, print_, lambda staging: _write_splits(staging, cfg, plan(), encode, vocab_size))
 
 
 def _write_splits(folder: Path, cfg: DataConfig, plan: SplitPlan, encode: Callable[[list[str]], list[list[int]]],
@@ -174,7 +114,7 @@ def _write_splits(folder: Path, cfg: DataConfig, plan: SplitPlan, encode: Callab
             flush()
         writer.close()
         counts[split] = writer.count
-    return {"format": STORE_FORMAT, "dtype": dtype.name, "counts": counts, "label_names": plan.label_names}
+    return {"dtype": dtype.name, "counts": counts, "label_names": plan.label_names}
 
 
 class TokenStore(Dataset):
