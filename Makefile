@@ -9,7 +9,7 @@ DATA_PACKAGES := dataset-fashion-mnist wordnet-base klettres-data
 TEST_PACKAGES := chromium chromium-driver
 DEMO_RUN ?= runs/demo
 
-.PHONY: install data test-packages test demo bench-image bench-tabular bench-models bench-vaegan bench-conditional bench-export bench-text-scale clean
+.PHONY: install data test-packages test demo bench-image bench-tabular bench-models bench-vaegan bench-conditional bench-export bench-text-scale bench-throughput clean
 
 install: $(STAMP)
 
@@ -88,6 +88,9 @@ bench-export: install
 
 bench-text-scale: install
 	nice $(BIN)/python benchmarks/text_scale.py
+
+bench-throughput: install
+	nice $(BIN)/python benchmarks/throughput.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
