@@ -30,11 +30,11 @@ MANIFEST = "manifest.json"
 
 
 def file_fingerprint(paths: Iterable[Path | str | None]) -> list[list]:
-    """``[path, size, mtime_ns]`` of each file (a folder: each file in it, sorted); ``[path,
+    """``[path, size, mtime_ns]`` of each file (a folder: each file under it, sorted); ``[path,
     None, None]`` for one that is gone. None entries are skipped."""
     out: list[list] = []
     for source in (Path(p) for p in paths if p is not None):
-        for path in sorted(source.iterdir()) if source.is_dir() else [source]:
+        for path in sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else [source]:
             try:
                 stat = path.stat()
                 out.append([str(path), stat.st_size, stat.st_mtime_ns])

@@ -16,9 +16,14 @@ class DataConfig:
         "holding data.noun, data.verb, data.adj and data.adv",
         must_exist=True,
     )
-    format: Literal["lines", "wordnet"] = option(
-        "lines", help="'lines': one sentence per line; 'wordnet': the quoted example sentences of WordNet's glosses"
+    format: Literal["lines", "wordnet", "hf"] = option(
+        "lines", help="'lines': one sentence per line; 'wordnet': the quoted example sentences of WordNet's glosses; "
+        "'hf': a Hugging Face dataset on disk (a save_to_disk folder of a Dataset or DatasetDict, or Parquet files), "
+        "read with pyarrow, its sentences in text_column"
     )
+    text_column: str = option("text", help="format 'hf': the column of sentences")
+    label_column: str = option("label", help="labels = 'column' (format 'hf'): the column of classes "
+                               "(a ClassLabel column gives its names)")
     validation_path: Path | None = option(
         None, must_exist=True, help="a file of validation sentences (format 'lines'); default: held out of path"
     )
@@ -30,12 +35,13 @@ class DataConfig:
     split_seed: int = option(0, min=0, help="seed of the held-out splits (kept apart from the training seed)")
     deduplicate: bool = option(True, help="drop repeated sentences before splitting, so no test sentence is seen in training")
     max_train_examples: int = option(0, min=0, help="train on a seeded random subset of this size (0 = all)")
-    labels: Literal["none", "tab", "file", "source"] = option(
+    labels: Literal["none", "tab", "file", "source", "column"] = option(
         "none",
         help="class labels batches carry as \"label\" (classes: the sorted distinct labels of the training split): "
         "'none'; 'tab': each line is LABEL<TAB>sentence; 'file': labels_path (and validation_labels_path / "
         "test_labels_path) hold one label per sentence line; 'source' (format 'wordnet'): the part of speech, "
-        "i.e. the data file (noun, verb, adj, adv) the example sentence comes from",
+        "i.e. the data file (noun, verb, adj, adv) the example sentence comes from; 'column' (format 'hf'): "
+        "label_column",
     )
     labels_path: Path | None = option(
         None, must_exist=True, help="labels = 'file': one label per line, aligned with the sentences of path"
@@ -53,9 +59,15 @@ class DataConfig:
         if self.labels == "source" and self.format != "wordnet":
             raise ValueError("labels = 'source' (the WordNet part of speech) works with format = 'wordnet' only; "
                              "for a text file use labels = 'tab' or 'file'")
-        if self.labels in ("tab", "file") and self.format == "wordnet":
+        if self.labels in ("tab", "file") and self.format != "lines":
             raise ValueError(f"labels = {self.labels!r} works with format = 'lines' only; "
-                             "for WordNet use labels = 'source'")
+                             f"for {'WordNet' if self.format == 'wordnet' else 'a Hugging Face dataset'} use labels = "
+                             f"{'source' if self.format == 'wordnet' else 'column'!r}")
+        if self.labels == "column" and self.format != "hf":
+            raise ValueError("labels = 'column' works with format = 'hf' only (a Hugging Face dataset's label_column)")
+        if self.format == "hf" and (self.validation_path or self.test_path):
+            raise ValueError("validation_path and test_path work with format = 'lines' only; a Hugging Face "
+                             "DatasetDict brings its own validation and test splits")
         label_files = (("labels_path", self.labels_path, "path", self.path),
                        ("validation_labels_path", self.validation_labels_path, "validation_path", self.validation_path),
                        ("test_labels_path", self.test_labels_path, "test_path", self.test_path))

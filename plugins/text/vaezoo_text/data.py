@@ -21,7 +21,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence, cast
+from typing import Callable, Iterator, Sequence, cast
 
 import numpy as np
 import torch
@@ -177,10 +177,41 @@ def iter_split_file(cfg: DataConfig, path: Path, labels_path: Path | None) -> It
 
 def iter_corpus(cfg: DataConfig) -> Iterator[Example]:
     """(sentence, label) of ``cfg.path`` in file order, before deduplication and splitting."""
+    if cfg.format == "hf":
+        from vaezoo_text.hf_source import iter_examples, split_sources
+
+        return iter_examples(split_sources(cfg.path)["train"], cfg)
     if cfg.format == "wordnet":
         labelled = cfg.labels == "source"
         return ((sentence, pos if labelled else None) for sentence, pos in iter_wordnet_sources(cfg.path))
     return iter_split_file(cfg, cfg.path, cfg.labels_path)
+
+
+@dataclass
+class OwnSource:
+    """A validation or test split read from its own source rather than held out of the corpus:
+    a file (``validation_path``, ``test_path``) or a Hugging Face DatasetDict's split."""
+
+    where: str                # names the source in messages
+    labels_where: str         # names where its labels come from
+    examples: Callable[[], Iterator[Example]]
+
+
+def own_source(cfg: DataConfig, split: str) -> OwnSource | None:
+    """The split's own source, or None when it is held out of the corpus (always for train)."""
+    if split == "train":
+        return None
+    if cfg.format == "hf":
+        from vaezoo_text.hf_source import iter_examples, split_sources
+
+        files = split_sources(cfg.path).get(split)
+        where = f"{cfg.path} (its {split} split)"
+        return None if files is None else OwnSource(where, where, lambda: iter_examples(files, cfg))
+    path, labels_path = ((cfg.validation_path, cfg.validation_labels_path) if split == "validation"
+                         else (cfg.test_path, cfg.test_labels_path))
+    if path is None:
+        return None
+    return OwnSource(str(path), str(labels_path or path), lambda: iter_split_file(cfg, path, labels_path))
 
 
 def _show_classes(classes: Sequence[str], most: int = 20) -> str:
@@ -271,9 +302,9 @@ def plan_splits(cfg: DataConfig) -> SplitPlan:
 
     # Splits of the distinct sentences, in the order read_splits always drew them.
     split = np.full(n, TRAIN, dtype=np.uint8)
-    for name, path, fraction, salt in (("test", cfg.test_path, cfg.test_fraction, 1),
-                                       ("validation", cfg.validation_path, cfg.validation_fraction, 2)):
-        if path is not None:
+    own = {name: own_source(cfg, name) for name in _CODES}
+    for name, fraction, salt in (("test", cfg.test_fraction, 1), ("validation", cfg.validation_fraction, 2)):
+        if own[name] is not None:
             continue
         rest = split == TRAIN
         left = int(rest.sum())
@@ -293,11 +324,10 @@ def plan_splits(cfg: DataConfig) -> SplitPlan:
     sizes = {name: int((codes == code).sum()) for name, code in _CODES.items()}
     seen = list(labels_seen)
     label_names = None if labels is None else sorted(seen[i] for i in np.unique(labels[codes == TRAIN]))
-    for name, path, labels_path in (("train", cfg.path, None),
-                                    ("validation", cfg.validation_path, cfg.validation_labels_path),
-                                    ("test", cfg.test_path, cfg.test_labels_path)):
-        if path is not None and name != "train":
-            sizes[name] = _check_split_file(cfg, name, path, labels_path, label_names)
+    for name in _CODES:
+        source = own[name]
+        if source is not None:
+            sizes[name] = _check_own_split(name, source, label_names)
         elif label_names is not None and labels is not None and name != "train":
             unknown_ids = np.ones(len(labels_seen), dtype=np.bool_)
             unknown_ids[[labels_seen[label] for label in label_names]] = False
@@ -308,20 +338,19 @@ def plan_splits(cfg: DataConfig) -> SplitPlan:
                 raise InputError(f"{where}: the {name} label {label!r} is not among the training split's classes "
                                  f"({_show_classes(label_names)})")
         if not sizes[name]:
-            if path is None or name == "train":
+            if source is None:
                 raise InputError(f"{cfg.path}: {n} usable sentences are too few for a {name} split; add sentences")
-            raise InputError(f"{path}: no {name} sentences in this file")
+            raise InputError(f"{source.where}: no {name} sentences in this file")
     return SplitPlan(codes, labels, seen, label_names, sizes)
 
 
-def _check_split_file(cfg: DataConfig, split: str, path: Path, labels_path: Path | None,
-                      label_names: list[str] | None) -> int:
-    """Sentences of a split's own file, read through once: its labels must be the training split's."""
+def _check_own_split(split: str, source: OwnSource, label_names: list[str] | None) -> int:
+    """Sentences of a split's own source, read through once: its labels must be the training split's."""
     known = set(label_names or [])
     count = 0
-    for _, label in iter_split_file(cfg, path, labels_path):
+    for _, label in source.examples():
         if label_names is not None and label not in known:
-            raise InputError(f"{labels_path or path}: the {split} label {label!r} is not among the training "
+            raise InputError(f"{source.labels_where}: the {split} label {label!r} is not among the training "
                              f"split's classes ({_show_classes(label_names)})")
         count += 1
     return count
@@ -329,10 +358,9 @@ def _check_split_file(cfg: DataConfig, split: str, path: Path, labels_path: Path
 
 def split_examples(cfg: DataConfig, plan: SplitPlan, split: str) -> Iterator[Example]:
     """(sentence, label) of one split in corpus order, streamed."""
-    path, labels_path = {"train": (None, None), "validation": (cfg.validation_path, cfg.validation_labels_path),
-                         "test": (cfg.test_path, cfg.test_labels_path)}[split]
-    if path is not None:
-        yield from iter_split_file(cfg, path, labels_path)
+    source = own_source(cfg, split)
+    if source is not None:
+        yield from source.examples()
         return
     code = _CODES[split]
     for i, example in enumerate(iter_corpus(cfg)):
