@@ -1,6 +1,7 @@
 """Memory and time of the text plugin as the corpus grows: 200,000, 1,000,000 and 4,000,000 sentences.
 
-For each size the benchmark writes a file of distinct generated sentences, then, each in a
+For each size the benchmark writes a file of distinct generated sentences (a fixed vocabulary
+of 110 words and phrases, see ``sentence``), then, each in a
 fresh process (so each peak is its own):
 
 - ``train``: `vaezoo train wordnet-quick` on the file for 5 steps (the measurement of issue
@@ -26,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import subprocess
 import sys
 import time
@@ -37,28 +37,52 @@ from results_log import ROOT, ResultsFile, add_run_options, logger
 RESULTS = ROOT / "benchmarks" / "results" / "text_scale.jsonl"
 log = logger("text_scale")
 
-SUBJECTS = ["the cat", "a dog", "my friend", "the old man", "she", "he", "they", "the teacher", "a child",
-            "the bird", "our neighbour", "the captain"]
-VERBS = ["saw", "liked", "found", "carried", "painted", "followed", "remembered", "wrote about", "dreamed of",
-         "sold", "built", "lost"]
-ADJECTIVES = ["red", "small", "quiet", "heavy", "strange", "bright", "broken", "warm", "distant", "green", "old",
-              "new", "tall", "empty"]
-NOUNS = ["house", "river", "letter", "boat", "garden", "window", "song", "tree", "bridge", "road", "book", "stone",
-         "mountain", "city"]
-PLACES = ["near the sea", "in the morning", "after the storm", "by the old mill", "during the war", "at night",
-          "in spring", "on the hill"]
+SLOTS = [
+    ["the cat", "a dog", "my friend", "the old man", "she", "he", "they", "the teacher", "a child", "the bird",
+     "our neighbour", "the captain"],
+    ["saw", "liked", "found", "carried", "painted", "followed", "remembered", "wrote about", "dreamed of", "sold",
+     "built", "lost"],
+    ["red", "small", "quiet", "heavy", "strange", "bright", "broken", "warm", "distant", "green", "old", "new", "tall",
+     "empty"],
+    ["house", "river", "letter", "boat", "garden", "window", "song", "tree", "bridge", "road", "book", "stone",
+     "mountain", "city"],
+    ["near the sea", "in the morning", "after the storm", "by the old mill", "during the war", "at night", "in spring",
+     "on the hill"],
+    ["", "again", "slowly", "at last", "once more", "with care", "without a word", "for a while", "too soon",
+     "in silence", "by chance", "with joy", "in the end", "all day", "every year", "last week", "yesterday", "today",
+     "twice", "quietly", "alone", "together", "secretly", "gladly", "sadly", "bravely", "early", "late", "here",
+     "there"],
+]
+COMBINATIONS = 1
+for _slot in SLOTS:
+    COMBINATIONS *= len(_slot)          # 6,773,760 distinct sentences from 110 words and phrases
+
+
+def sentence(i: int) -> str:
+    """The i-th of COMBINATIONS distinct sentences: i scattered by a multiplier coprime to
+    COMBINATIONS (so 0..n-1 give n distinct ones in no tidy order), then read as mixed-radix
+    digits, one per slot. The vocabulary stays fixed whatever n is, as in real text, where
+    words repeat (sentences numbered by a unique token would grow the tokenizer's counts
+    with the corpus instead)."""
+    code = (i * 2_654_435_761) % COMBINATIONS
+    words = []
+    for slot in SLOTS:
+        code, digit = divmod(code, len(slot))
+        words.append(slot[digit])
+    subject, verb, adjective, noun, place, manner = words
+    return " ".join(w for w in (subject, verb, "the", adjective, noun, place, manner) if w)
 
 
 def write_corpus(path: Path, n: int) -> Path:
-    """``n`` distinct sentences (the trailing number makes each one distinct), written once."""
+    """``n`` distinct sentences, written once."""
+    if n > COMBINATIONS:
+        raise SystemExit(f"at most {COMBINATIONS:,} distinct sentences; asked for {n:,}")
     if path.is_file() and sum(1 for _ in path.open("rb")) == n:
         return path
-    rng = random.Random(n)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as f:
         for i in range(n):
-            f.write(f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} the {rng.choice(ADJECTIVES)} {rng.choice(NOUNS)} "
-                    f"{rng.choice(PLACES)} {i}\n")
+            f.write(sentence(i) + "\n")
     return path
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence, cast
@@ -235,18 +236,46 @@ def _held_out(n: int, fraction: float, seed: int) -> np.ndarray:
     return mask
 
 
-def _first_occurrences(hashes: np.ndarray, partitions: int = 16) -> np.ndarray:
-    """Bool mask of the first occurrence of each distinct 64-bit hash, found a slice of the
-    hash range at a time so the sort's scratch memory is a sixteenth of the corpus."""
-    first = np.ones(len(hashes), dtype=bool)
-    top = (hashes >> np.uint64(60)).astype(np.uint8)
-    for part in range(partitions):
-        where = np.flatnonzero(top == part)
-        order = np.argsort(hashes[where], kind="stable")   # stable: equal hashes stay in corpus order
-        ordered = hashes[where][order]
-        repeat = np.flatnonzero(ordered[1:] == ordered[:-1]) + 1
-        first[where[order[repeat]]] = False
-    return first
+class _RepeatFinder:
+    """Finds repeated sentences by their 64-bit hashes, spilled to a temporary file as they
+    come and then sorted a sixteenth of the hash range at a time, so memory holds a fraction
+    of the corpus' hashes (the corpus itself is never held)."""
+
+    PARTITIONS = 16
+    CHUNK = 1 << 20   # hashes read back at a time
+
+    def __init__(self) -> None:
+        self.file = tempfile.TemporaryFile()
+        self.count = 0
+
+    def add(self, hashes: list[int]) -> None:
+        self.file.write(np.array(hashes, dtype=np.uint64).tobytes())
+        self.count += len(hashes)
+
+    def first_occurrences(self) -> np.ndarray:
+        """Bool mask over everything added: True at the first occurrence of each hash."""
+        first = np.ones(self.count, dtype=bool)
+        for part in range(self.PARTITIONS):
+            hashes, where = [], []
+            for start, chunk in self._chunks():
+                chosen = np.flatnonzero((chunk >> np.uint64(60)) == part)
+                hashes.append(chunk[chosen])
+                where.append(chosen + start)
+            part_hashes, part_where = np.concatenate(hashes), np.concatenate(where)
+            order = np.argsort(part_hashes, kind="stable")   # stable: equal hashes stay in corpus order
+            ordered = part_hashes[order]
+            repeat = np.flatnonzero(ordered[1:] == ordered[:-1]) + 1
+            first[part_where[order[repeat]]] = False
+        self.file.close()
+        return first
+
+    def _chunks(self) -> Iterator[tuple[int, np.ndarray]]:
+        self.file.seek(0)
+        start = 0
+        while data := self.file.read(self.CHUNK * 8):
+            chunk = np.frombuffer(data, dtype=np.uint64)
+            yield start, chunk
+            start += len(chunk)
 
 
 def _sentence_hash(sentence: str) -> int:
@@ -275,7 +304,7 @@ def plan_splits(cfg: DataConfig) -> SplitPlan:
     hold-outs of path (the same ones ``split_indices`` drew from the list of sentences).
     Repeated sentences keep the label of their first occurrence (found by a 64-bit hash of the
     text). A validation or test label the training split lacks is refused."""
-    hashes: list[np.ndarray] = []
+    repeats = _RepeatFinder() if cfg.deduplicate else None
     label_ids: list[np.ndarray] = []
     labels_seen: dict[str, int] = {}   # label -> id, in order of first appearance
     chunk_hashes: list[int] = []
@@ -283,20 +312,21 @@ def plan_splits(cfg: DataConfig) -> SplitPlan:
     count = 0
     for sentence, label in iter_corpus(cfg):
         count += 1
-        if cfg.deduplicate:
+        if repeats is not None:
             chunk_hashes.append(_sentence_hash(sentence))
         if label is not None:
             chunk_labels.append(labels_seen.setdefault(label, len(labels_seen)))
-        if len(chunk_hashes) >= 65536 or len(chunk_labels) >= 65536:   # numpy chunks: 8 bytes a hash, not 36
-            hashes.append(np.array(chunk_hashes, dtype=np.uint64))
+        if len(chunk_hashes) >= 65536 or len(chunk_labels) >= 65536:   # numpy chunks: 4 bytes a label, not 36
+            if repeats is not None:
+                repeats.add(chunk_hashes)
             label_ids.append(np.array(chunk_labels, dtype=np.int32))
             chunk_hashes, chunk_labels = [], []
-    hashes.append(np.array(chunk_hashes, dtype=np.uint64))
+    if repeats is not None:
+        repeats.add(chunk_hashes)
     label_ids.append(np.array(chunk_labels, dtype=np.int32))
     if not count:
         raise InputError(f"{cfg.path}: no sentences found")
-    kept = _first_occurrences(np.concatenate(hashes)) if cfg.deduplicate else np.ones(count, dtype=bool)
-    del hashes
+    kept = repeats.first_occurrences() if repeats is not None else np.ones(count, dtype=bool)
     labels = np.concatenate(label_ids) if labels_seen else None
     n = int(kept.sum())
 
