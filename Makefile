@@ -9,7 +9,7 @@ DATA_PACKAGES := dataset-fashion-mnist wordnet-base klettres-data
 TEST_PACKAGES := chromium chromium-driver
 DEMO_RUN ?= runs/demo
 
-.PHONY: install data test-packages test demo bench-image bench-tabular bench-models bench-vaegan bench-conditional bench-export bench-text-scale bench-throughput clean
+.PHONY: install data test-packages test demo bench-image bench-tabular bench-models bench-vaegan bench-conditional bench-export bench-eval bench-text-scale bench-throughput bench-distributed clean
 
 install: $(STAMP)
 
@@ -86,11 +86,22 @@ bench-conditional: install
 bench-export: install
 	nice $(BIN)/python benchmarks/export_speed.py --threads 2
 
+# Importance-weighted evaluation (latents decoded per second, one decoder call per chunk against
+# blocks) against a training step (examples per second), per modality on 2 threads.
+# Writes benchmarks/results/eval_speed.jsonl.
+bench-eval: install
+	nice $(BIN)/python benchmarks/eval_speed.py --threads 2
+
 bench-text-scale: install
 	nice $(BIN)/python benchmarks/text_scale.py
 
 bench-throughput: install
 	nice $(BIN)/python benchmarks/throughput.py
+
+# Training samples per second of one process (2 threads, 1 thread) against two under torchrun
+# (1 thread each, the same global batch) on fashion-mnist-quick. Writes benchmarks/results/distributed_speed.jsonl.
+bench-distributed: install
+	nice $(BIN)/python benchmarks/distributed_speed.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

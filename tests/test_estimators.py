@@ -8,7 +8,11 @@ from torch import nn
 
 from vaezoo import VAE, DiagonalGaussian, Gaussian
 from vaezoo.core import estimators
+from vaezoo.core.conditions import ClassCondition
 from vaezoo.core.estimators import EvalResult, active_units, evaluate, iw_log_likelihood, mutual_information
+from vaezoo.core.objectives import log_importance_weights
+
+from tiny_modality import Decoder, Encoder
 
 
 class LinearGaussianModel:
@@ -249,3 +253,73 @@ def test_evaluate_reports_every_figure(linear_gaussian):
     again = evaluate(vae, batches, iw_samples=200, max_examples=250)
     assert again.iw_nll == result.iw_nll
     assert torch.equal(state, torch.get_rng_state())
+
+
+# -- the IW estimate decoded in blocks ------------------------------------------------------------
+
+
+def iw_by_log_importance_weights(vae, batch, k, chunk_size):
+    """The IW estimate from training's log_importance_weights, one decoder call per chunk of
+    samples (how iw_log_likelihood computed it before it decoded in blocks)."""
+    q = vae.encode(batch)
+    log_w = [log_importance_weights(vae, batch, min(chunk_size, k - s), posterior=q)[0] for s in range(0, k, chunk_size)]
+    return torch.logsumexp(torch.cat(log_w), 0) - math.log(k)
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+def test_blocks_of_any_size_give_the_same_estimate_from_the_same_draws(conditional):
+    torch.manual_seed(0)
+    extra = 2 if conditional else 0   # the class embedding's size
+    vae = VAE(Encoder(6, 8, 2, extra), Decoder(6, 8, 2 + extra), 2,
+              condition=ClassCondition(3, extra) if conditional else None).eval()
+    g = torch.Generator().manual_seed(1)
+    batch = {"x": torch.randn(9, 6, generator=g), "mask": torch.rand(9, 6, generator=g) > 0.3, "label": torch.arange(9) % 3}
+    torch.manual_seed(2)
+    want = iw_by_log_importance_weights(vae, batch, 23, 10)
+    # None: blocks sized by the first; 4 and 25 latents cut through samples and chunks
+    for rows in (None, 1, 4, 9, 25, 10_000):
+        torch.manual_seed(2)
+        got = iw_log_likelihood(vae, batch, 23, chunk_size=10, rows=rows)
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-5)
+    # each latent is scored on its own example's x, mask and class: another class changes it
+    torch.manual_seed(2)
+    other = iw_log_likelihood(vae, {**batch, "label": (batch["label"] + 1) % 3}, 23, chunk_size=10)
+    assert (other - want).abs().min() > 1e-4 if conditional else torch.equal(other, want)
+
+
+class WideDecoder(nn.Module):
+    """A decoder whose largest activation has ``width`` elements per latent; notes the latents of each call."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.widen = nn.Linear(1, width, bias=False)
+        self.calls = []
+
+    def forward(self, z):
+        self.calls.append(len(z))
+        return Gaussian(self.widen(z[:, :1]).mean(-1, keepdim=True), 0.0)
+
+
+class ZeroEncoder(nn.Module):
+    def forward(self, batch):
+        zeros = torch.zeros(len(batch["x"]), 2, device=batch["x"].device)
+        return zeros, zeros
+
+
+def test_cpu_blocks_hold_as_many_latents_as_fit_the_activation_budget():
+    decoder = WideDecoder(estimators.CPU_ACTIVATION_ELEMENTS // 40)
+    vae = VAE(ZeroEncoder(), decoder, 2)
+    batch = {"x": torch.zeros(10, 1)}
+    # chunks of 100, 100 and 50 latents: a first block of 8 measures, then 40 a call
+    iw_log_likelihood(vae, batch, 25, chunk_size=10)
+    assert decoder.calls == [8, 40, 40, 12, 40, 40, 20, 40, 10]
+    decoder.calls.clear()
+    iw_log_likelihood(vae, batch, 25, chunk_size=10, rows=30)
+    assert decoder.calls == [30, 30, 30, 10, 30, 30, 30, 10, 30, 20]
+    with pytest.raises(ValueError, match="rows must be at least 1, got 0"):
+        iw_log_likelihood(vae, batch, 25, rows=0)
+    # on another device (a GPU wants large calls) a whole chunk per call, as before blocks
+    decoder.calls.clear()
+    vae.to("meta")
+    assert iw_log_likelihood(vae, {"x": torch.zeros(10, 1, device="meta")}, 25, chunk_size=10).shape == (10,)
+    assert decoder.calls == [100, 100, 50]

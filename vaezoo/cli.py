@@ -13,7 +13,7 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Literal, cast
+from typing import Any, Iterator, Literal, cast
 
 import click
 
@@ -76,6 +76,32 @@ SEED = click.option("--seed", type=int, default=0, show_default=True,
                     help="Seeds every random draw, so the same command writes the same files.")
 # Commands that walk a split set vaezoo.core.progress.progress_bars(not no_progress) around that walk.
 NO_PROGRESS = click.option("--no-progress", is_flag=True, help="No progress bar.")
+# Decoding: 500 rows at a time run about as fast as one large batch on a CPU, where 100 (the
+# usual [eval] batch_size) ran 1.5-3x slower. Encoding and scoring keep the recipe's batches,
+# so their files are the ones they always were.
+DECODE_BATCH = 500
+
+
+def batch_size_option(default: int | None):
+    fallback = "" if default is not None else " (default: the recipe's [eval] batch_size)"
+    return click.option("--batch-size", type=click.IntRange(1), default=default, show_default=default is not None,
+                        metavar="N", help=f"Examples per batch: memory grows with N, not with how many examples "
+                                          f"there are{fallback}.")
+
+
+# The modality's writer takes the preview whole. Reconstructions keep more: they are the product
+# for small inputs (an imputed table of up to this many rows stays one whole CSV).
+SAMPLE_PREVIEW = 64
+RECONSTRUCT_PREVIEW = 1000
+
+
+def preview_option(default: int, what: str):
+    return click.option("--preview", type=click.IntRange(1), default=default, show_default=True, metavar="N",
+                        help=f"The first N {what} go to the modality's files (grid, lines, WAVs, CSV), decoded "
+                             "in one piece; a larger request also writes every one to a -all.safetensors file "
+                             "(see above).")
+
+
 INPUT_CLASS = click.option("--condition", "input_class", metavar="NAME|ID",
                            help="Conditional runs: the class of the inputs (required for INPUTS read from the "
                                 "command line, which carry none; replaces a split's own classes).")
@@ -247,11 +273,13 @@ def train(recipe: str | None, overrides, run_dir: Path | None, resume: Path | No
                    "the same N latents decoded once per class, a file set per class.")
 @SEED
 @click.option("--out", **OUTPUT_DIR, help="Output folder (default: RUN_DIR/samples).")
+@batch_size_option(DECODE_BATCH)
+@preview_option(SAMPLE_PREVIEW, "samples")
 @NO_PROGRESS
 @opens_a_run
 def sample(run_dir: Path, count: int, sampler: str, components: int | None, refit: bool, max_examples: int | None,
-           temperature: float, conditions: tuple[str, ...], seed: int, out: Path | None, no_progress: bool,
-           weights: str, overrides, device: str) -> None:
+           temperature: float, conditions: tuple[str, ...], seed: int, out: Path | None, batch_size: int,
+           preview: int, no_progress: bool, weights: str, overrides, device: str) -> None:
     """Draw samples and write them with the modality's writer (PNG, text, WAV ...).
 
     --sampler prior (the default) decodes z ~ N(0, temperature^2 I): files samples-tT-seedS.
@@ -263,12 +291,22 @@ def sample(run_dir: Path, count: int, sampler: str, components: int | None, refi
 
     A conditional run decodes the same latents once per class asked for (--condition), into
     STEM-classII-NAME files.
+
+    Large requests: the modality's files (STEM.png, STEM.txt ...) show the first --preview
+    samples, exactly as before when -n is no larger. A larger -n also writes every sample,
+    decoded --batch-size at a time, to STEM-all.safetensors as it goes: "x" the decoded
+    means [N, ...] (when real-valued: not text), "z" the latents [N, D] and, for a
+    conditional run, "condition" [N]. Text also gets every sentence, one per line, in
+    STEM-all.txt. One seed gives the same latents and the same preview at every batch size;
+    sentences sampled at random (generate.strategy = "sample") after the preview follow the
+    batches.
     """
     if sampler == "prior" and (components is not None or refit or max_examples is not None):
         raise InputError("--components, --refit and --max-examples apply to --sampler gmm only")
     import torch
 
-    from vaezoo.train.samples import write_decoded
+    from vaezoo.analysis.batched import sample_in_batches
+    from vaezoo.core.progress import progress_bars
 
     run = _open(run_dir, weights, overrides, device)
     classes: list[int] | None = None
@@ -280,12 +318,13 @@ def sample(run_dir: Path, count: int, sampler: str, components: int | None, refi
         generator = torch.Generator(run.device).manual_seed(seed)
         torch.manual_seed(seed)
         p = next(run.vae.parameters())
-        with torch.no_grad():
-            z = run.vae.prior.sample(count, temperature=temperature, generator=generator, device=p.device, dtype=p.dtype)
+
+        def draw(rows: int) -> torch.Tensor:
+            return run.vae.prior.sample(rows, temperature=temperature, generator=generator, device=p.device,
+                                        dtype=p.dtype)
         stem = f"samples-t{temperature:g}-seed{seed}"
     else:
         from vaezoo.analysis.samplers import DEFAULT_COMPONENTS, DEFAULT_MAX_EXAMPLES, FILE, gmm_for_run
-        from vaezoo.core.progress import progress_bars
 
         with progress_bars(not no_progress):
             mixture, fitted = gmm_for_run(run, components=components or DEFAULT_COMPONENTS,
@@ -295,18 +334,45 @@ def sample(run_dir: Path, count: int, sampler: str, components: int | None, refi
             click.echo(f"wrote {run.path / FILE} ({mixture.components} components, "
                        f"{mixture.metadata['examples']} examples)")
         # z is drawn on the CPU, so one seed gives the same latents on every device.
-        z = mixture.sample(count, generator=torch.Generator().manual_seed(seed), temperature=temperature)
+        cpu = torch.Generator().manual_seed(seed)
+
+        def draw(rows: int) -> torch.Tensor:
+            return mixture.sample(rows, generator=cpu, temperature=temperature)
         torch.manual_seed(seed)
         stem = f"samples-gmm-t{temperature:g}-seed{seed}"
-    _echo_files(write_decoded(run.vae, run.modality, z, _out_dir(run, out) / stem, classes))
+    metadata = {"run": str(run.path), "sampler": sampler, "temperature": f"{temperature:g}", "seed": str(seed)}
+    with progress_bars(not no_progress):
+        files = sample_in_batches(run.vae, run.modality, draw, count, _out_dir(run, out) / stem, classes=classes,
+                                  batch_size=batch_size, preview=preview,
+                                  metadata=metadata)
+    _echo_files(files)
 
 
-def _inputs_or_split(run, inputs, split: str, n: int):
-    from vaezoo.core.batches import to_device
-    from vaezoo.core.data import first_examples
+def _input_rows(run, inputs, split: str, n: int, batch_size: int, preview: int):
+    """The rows to reconstruct: the preview batch (the first ``preview`` rows), and when there
+    are more, every row in batches of ``batch_size`` and how many batches (None: unknown)."""
+    from vaezoo.analysis.batched import spans
+    from vaezoo.analysis.scoring import input_batches
+    from vaezoo.core.batches import batch_size as rows_in, slice_batch
+    from vaezoo.core.data import dataset_length, examples_at
 
-    batch = run.modality.load_inputs(list(inputs)) if inputs else first_examples(run.modality.dataset(split), run.modality.collate, n)
-    return to_device(batch, run.device)
+    if inputs:
+        items = list(inputs)
+        first = run.modality.load_inputs(items[:preview])
+        if len(items) <= preview and rows_in(first) <= preview:
+            return first, None, None
+        return slice_batch(first, slice(0, preview)), input_batches(run.modality, items, batch_size), None
+    dataset = run.modality.dataset(split)
+    size = dataset_length(dataset)
+    if size == 0:
+        raise InputError(f"the {split} split is empty")
+
+    def rows(a: int, b: int):   # cycling when the split holds fewer than n
+        return examples_at(dataset, run.modality.collate, [i % size for i in range(a, b)])
+    if n <= preview:
+        return rows(0, n), None, None
+    pieces = spans(0, n, batch_size)
+    return rows(0, preview), (rows(a, b) for a, b in pieces), len(pieces)
 
 
 @main.command()
@@ -321,27 +387,43 @@ def _inputs_or_split(run, inputs, split: str, n: int):
               help="Conditional runs: decode every input as this class (style transfer: each input's code, "
                    "another class); default: each input's own class.")
 @SEED
+@batch_size_option(DECODE_BATCH)
+@preview_option(RECONSTRUCT_PREVIEW, "rows")
+@NO_PROGRESS
 @opens_a_run
 def reconstruct(run_dir: Path, inputs, count: int, split: str, out: Path | None, input_class: str | None,
-                as_class: str | None, seed: int, weights: str, overrides, device: str) -> None:
+                as_class: str | None, seed: int, batch_size: int, preview: int, no_progress: bool,
+                weights: str, overrides, device: str) -> None:
     """Encode INPUTS (files or strings, as the modality reads them) or examples of a split, and decode them.
 
     A conditional run decodes each input with its own class, or with --as NAME: files
     reconstructions-as-classII-NAME.
+
+    The modality's files (reconstructions.png, .txt, .csv ...) hold the first --preview rows;
+    when there are more (a larger -n, more INPUTS, a table of more rows), every row is also
+    reconstructed --batch-size at a time into reconstructions-all.safetensors: "x" the decoded
+    means (when real-valued: not text), "z" the posterior points decoded and, for a
+    conditional run, "condition" (the class each row was decoded as).
     """
     import torch
 
+    from vaezoo.analysis.batched import reconstruct_in_batches
+    from vaezoo.core.batches import to_device
+    from vaezoo.core.progress import progress_bars
     from vaezoo.train.samples import class_stem
 
     run = _open(run_dir, weights, overrides, device)
     own, target = _class_of(run, input_class, "--condition"), _class_of(run, as_class, "--as")
     torch.manual_seed(seed)
-    batch = _with_class(run, _inputs_or_split(run, inputs, split, count), own)
-    _, px = run.vae.reconstruct(batch, condition=target)
+    first, rest, total = _input_rows(run, inputs, split, count, batch_size, preview)
     stem = _out_dir(run, out) / "reconstructions"
     if target is not None:
         stem = class_stem(stem.with_name("reconstructions-as"), run.vae.condition, target)
-    _echo_files(run.modality.write_reconstructions(batch, px, stem))
+    with progress_bars(not no_progress):
+        files = reconstruct_in_batches(run.vae, run.modality, first, rest, stem, condition=target, total=total,
+                                       prepare=lambda batch: _with_class(run, to_device(batch, run.device), own),
+                                       metadata={"run": str(run.path), "split": "inputs" if inputs else split})
+    _echo_files(files)
 
 
 @main.command()
@@ -451,14 +533,18 @@ def eval_(run_dir: Path, split: str | None, iw_samples, max_examples, batch_size
     from vaezoo.core.files import write_json
     from vaezoo.core.progress import progress_bars
     from vaezoo.train.checkpoints import EVAL
+    from vaezoo.train.distributed import distributed
     from vaezoo.train.evaluation import evaluate_split
     from vaezoo.train.samples import condition_of
 
     run = _open(run_dir, weights, overrides, device)
     split = split or run.recipe.eval.split
-    with progress_bars(not no_progress):
-        result = evaluate_split(run.modality, run.vae, split, device=run.device, iw_samples=iw_samples,
-                                max_examples=max_examples, batch_size=batch_size)
+    # Under torchrun each process evaluates its share of the split; rank 0 prints and writes.
+    with distributed(run.device) as (ctx, on_device), progress_bars(not no_progress):
+        result = evaluate_split(run.modality, run.vae.to(on_device), split, device=on_device, iw_samples=iw_samples,
+                                max_examples=max_examples, batch_size=batch_size, ctx=ctx)
+    if not ctx.is_main:
+        return
     head = [("split", split), ("weights", f"{run.weights} (step {run.weights_step})")]
     if run.vae.condition is not None:   # the figures are of log p(x|c): say so beside them
         c = run.vae.condition
@@ -478,20 +564,21 @@ def eval_(run_dir: Path, split: str | None, iw_samples, max_examples, batch_size
 @click.option("--out", **OUTPUT_FILE, help="Output file (default: RUN_DIR/latents-SPLIT.safetensors).")
 @click.option("--condition", "input_class", metavar="NAME|ID",
               help="Conditional runs: the class of the INPUTS (which carry none); a split's examples have their own.")
+@batch_size_option(None)
 @NO_PROGRESS
 @opens_a_run
 def encode(run_dir: Path, inputs, split: str, max_examples, out: Path | None, input_class: str | None,
-           no_progress: bool, weights: str, overrides, device: str) -> None:
+           batch_size: int | None, no_progress: bool, weights: str, overrides, device: str) -> None:
     """Write posterior means and log-variances of INPUTS or a split to a safetensors file.
 
     Tensors: "mean" and "logvar" [N, D], and any integer "label" the batches carry; for a
     conditional run also "condition" [N], each example's class (the metadata's
-    "condition_names" lists the names, as JSON).
+    "condition_names" lists the names, as JSON). Examples are encoded --batch-size at a time
+    and their rows written as they come, so memory does not grow with N.
     """
-    from safetensors.torch import save_file
-
-    from vaezoo.analysis.latents import encode_batches, encode_split
-    from vaezoo.core.files import atomic_path
+    from vaezoo.analysis.latents import encode_to_file
+    from vaezoo.analysis.scoring import input_batches
+    from vaezoo.core.data import batches_in, split_batches
     from vaezoo.core.progress import progress_bars
 
     run = _open(run_dir, weights, overrides, device)
@@ -499,25 +586,21 @@ def encode(run_dir: Path, inputs, split: str, max_examples, out: Path | None, in
     if class_id is not None and not inputs:
         raise InputError(f"--condition {input_class}: gives the class of INPUTS; the {split} split's examples "
                          "carry their own")
-    with progress_bars(not no_progress):
-        if inputs:
-            batch = _with_class(run, run.modality.load_inputs(list(inputs)), class_id)
-            latents = encode_batches(run.vae, [batch], run.device)
-            default = run.path / "latents-inputs.safetensors"
-        else:
-            latents = encode_split(run, split, max_examples)
-            default = run.path / f"latents-{split}.safetensors"
-    tensors = {"mean": latents.mean, "logvar": latents.logvar}
+    size = batch_size or run.recipe.eval.batch_size
+    batches: Iterator[dict[str, Any]]
+    if inputs:
+        batches = (_with_class(run, batch, class_id) for batch in input_batches(run.modality, list(inputs), size))
+        total, default = None, run.path / "latents-inputs.safetensors"
+    else:
+        batches = split_batches(run.modality, split, size, max_examples)
+        total, default = batches_in(run.modality, split, size, max_examples), run.path / f"latents-{split}.safetensors"
     metadata = {"run": str(run.path), "split": "inputs" if inputs else split}
-    if latents.label is not None:
-        tensors["label"] = latents.label
-    if latents.condition is not None:
-        tensors["condition"] = latents.condition
+    if run.vae.condition is not None:
         metadata["condition_names"] = json.dumps(run.vae.condition.names)
     path = out or default
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
-    click.echo(f"wrote {path} ({tensors['mean'].shape[0]} x {tensors['mean'].shape[1]})")
+    with progress_bars(not no_progress):
+        rows, dims = encode_to_file(run.vae, batches, run.device, path, metadata, total=total)
+    click.echo(f"wrote {path} ({rows} x {dims})")
 
 
 @main.command(name="latent-map")
@@ -609,10 +692,12 @@ def disentanglement(run_dir: Path, split: str, max_examples: int, bins: int, dci
 @click.option("--out", **OUTPUT_FILE, help="Scores CSV (default: RUN_DIR/scores.csv).")
 @INPUT_CLASS
 @SEED
+@batch_size_option(None)
 @NO_PROGRESS
 @opens_a_run
 def score(run_dir: Path, inputs, k: int, split: str, max_examples, labels_path: Path | None, out: Path | None,
-          input_class: str | None, seed: int, no_progress: bool, weights: str, overrides, device: str) -> None:
+          input_class: str | None, seed: int, batch_size: int | None, no_progress: bool, weights: str, overrides,
+          device: str) -> None:
     """Anomaly score of INPUTS or of a split: higher means less likely under the model.
 
     Writes a CSV (input, score in nats). An input that holds several rows (a CSV table for
@@ -620,6 +705,10 @@ def score(run_dir: Path, inputs, k: int, split: str, max_examples, labels_path: 
     them the same way. With --labels also the ROC AUC of telling the anomalous inputs from
     the normal ones, beside the CSV as .json. A conditional run scores -log p(x|c) (or the
     -ELBO given c) with each example's class, or the class --condition names.
+
+    Examples are scored --batch-size at a time (K > 1: at most --batch-size x [eval]
+    chunk_size latents per decoder call). The posterior draws follow the batches: another
+    batch size draws others, and the scores differ by their noise.
     """
     from vaezoo.core.progress import progress_bars
     from vaezoo.analysis.scoring import save_scores, score_run
@@ -628,7 +717,7 @@ def score(run_dir: Path, inputs, k: int, split: str, max_examples, labels_path: 
     class_id = _class_of(run, input_class, "--condition")
     with progress_bars(not no_progress):
         result = score_run(run, inputs, split=split, k=k, max_examples=max_examples, seed=seed, labels_path=labels_path,
-                           condition=class_id)
+                           condition=class_id, batch_size=batch_size)
     rows = len(result.names)
     of_inputs = f" rows of {len(inputs)} inputs" if inputs and rows != len(inputs) else " inputs"
     click.echo(f"scored {rows}{of_inputs} by {result.kind}")

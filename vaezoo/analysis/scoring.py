@@ -128,9 +128,9 @@ def row_names(modality, items: Sequence[str], rows: int) -> list[str]:
     return names
 
 
-def input_batches(modality, items: Sequence[str], size: int, names: list[str]) -> Iterable[Batch]:
+def input_batches(modality, items: Sequence[str], size: int, names: list[str] | None = None) -> Iterable[Batch]:
     """Batches of at most ``size`` rows read from ``items``, ``size`` items at a time; appends
-    the name of every row yielded to ``names`` (complete once the batches are exhausted).
+    the name of every row yielded to ``names`` when given (complete once the batches are exhausted).
 
     Every item must give at least one row: a chunk with as many rows as items is taken as
     one row per item without loading them one by one."""
@@ -139,7 +139,8 @@ def input_batches(modality, items: Sequence[str], size: int, names: list[str]) -
         batch = modality.load_inputs(chunk)
         rows = batch_size(batch)
         # One row per item (images, sentences): the items name the rows, and nothing is read twice.
-        names += chunk if rows == len(chunk) else row_names(modality, chunk, rows)
+        if names is not None:
+            names += chunk if rows == len(chunk) else row_names(modality, chunk, rows)
         # A table of many rows is scored in batches of the usual size, not all at once.
         for first in range(0, rows, size):
             yield batch if rows <= size else slice_batch(batch, slice(first, first + size))
@@ -180,13 +181,15 @@ def save_scores(result: ScoreResult, path: Path, labels_path: Path | None = None
 
 
 def score_run(run, inputs: Sequence[str], *, split: str = "test", k: int = 0, max_examples: int | None = None,
-              seed: int = 0, labels_path: Path | None = None, condition: int | None = None) -> ScoreResult:
-    """Score every row of INPUTS (read by the plugin's ``load_inputs``, a batch at a time) or of a split.
+              seed: int = 0, labels_path: Path | None = None, condition: int | None = None,
+              batch_size: int | None = None) -> ScoreResult:
+    """Score every row of INPUTS (read by the plugin's ``load_inputs``, a batch at a time) or of a split,
+    ``batch_size`` rows at a time (default: the recipe's [eval] batch_size).
     A conditional model scores -log p(x|c) with each row's class, or with class ``condition``
     for every row (inputs read from the command line have none of their own)."""
     from vaezoo.core.data import batches_in, split_batches
 
-    size = run.recipe.eval.batch_size
+    size = batch_size or run.recipe.eval.batch_size
     # Labels are read before the slow part, so a bad label file fails fast.
     table = read_labels(labels_path) if labels_path is not None else {}
     if inputs:

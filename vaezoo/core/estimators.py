@@ -1,7 +1,8 @@
 """Evaluation estimators: importance-weighted log-likelihood, KL, active units, mutual information.
 
 - ``iw_log_likelihood``: log p(x) ~ logsumexp_i(log w_i) - log k with k posterior samples,
-  computed in chunks of samples so memory stays bounded (Burda et al. 2016).
+  computed in chunks of samples so memory stays bounded (Burda et al. 2016), each decoded in
+  blocks whose activations fit a CPU's caches.
 - ``active_units``: dimensions whose posterior mean varies across the data, Cov_x(E_q[z_d]) > 0.01
   (Burda et al. 2016).
 - ``mutual_information``: I(x; z) under the aggregate posterior q(z) = 1/N sum_n q(z|x_n) of
@@ -14,27 +15,97 @@
 from __future__ import annotations
 
 import math
+import sys
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import torch
 
 from vaezoo.core.batches import Batch, batch_size, slice_batch, to_device
 from vaezoo.core.distributions import DiagonalGaussian
 from vaezoo.core.model import VAE
-from vaezoo.core.objectives import elbo_terms, log_importance_weights
+from vaezoo.core.objectives import elbo_terms
+
+
+#: On a CPU, latents are decoded in blocks whose largest activation (the biggest tensor a
+#: decoder module outputs) holds about this many elements, 8 MB of float32: a block that
+#: outgrows the caches decodes 2 to 3 times slower per latent (the quick image and audio
+#: recipes' chunks of 1,000 latents against blocks of 83 and 32; benchmarks/eval_speed.py).
+CPU_ACTIVATION_ELEMENTS = 1 << 21
+PROBE_ROWS = 8  # the first block's rows, whose activations size the blocks after it
 
 
 @torch.no_grad()
-def iw_log_likelihood(vae: VAE, batch: Batch, k: int, *, chunk_size: int = 100) -> torch.Tensor:
-    """Importance-weighted estimate of log p(x) per example, ``[N]``."""
-    q = vae.encode(batch)
+def iw_log_likelihood(vae: VAE, batch: Batch, k: int, *, chunk_size: int = 100, rows: int | None = None,
+                      posterior: Any = None) -> torch.Tensor:
+    """Importance-weighted estimate of log p(x) per example, ``[N]``.
+
+    Draws ``chunk_size`` latents per example at a time, the same draws as
+    ``log_importance_weights`` over the same chunks, and decodes them ``rows`` latents per
+    decoder call (at most a chunk's ``chunk_size * N``). With ``rows`` None: on a CPU, as many
+    as keep the decoder's largest activation near ``CPU_ACTIVATION_ELEMENTS``; on another
+    device, a whole chunk. ``posterior``: q(z|x) of the batch when the caller has it already.
+    """
+    q = vae.encode(batch) if posterior is None else posterior
+    blocks = _DecodeBlocks(vae, batch, rows)
     chunks = []
     for start in range(0, k, chunk_size):
-        log_w, _ = log_importance_weights(vae, batch, min(chunk_size, k - start), posterior=q)
-        chunks.append(log_w)
+        z, log_q = q.rsample_with_log_prob((min(chunk_size, k - start),))   # [c, N, D], [c, N]
+        log_px = blocks.log_px(z.flatten(0, 1)).view_as(log_q)
+        chunks.append(log_px + (vae.prior.log_prob(z) - log_q))   # log w (log_importance_weights)
     return torch.logsumexp(torch.cat(chunks), 0) - math.log(k)
+
+
+class _DecodeBlocks:
+    """log p(x_n|z) of latents in sample-major order (row r is example r mod N's), decoded in
+    blocks; each block gathers its rows of x and mask, so the batch is never copied once per
+    sample, and a conditional VAE's classes are checked and embedded once."""
+
+    def __init__(self, vae: VAE, batch: Batch, rows: int | None):
+        if rows is not None and rows < 1:
+            raise ValueError(f"rows must be at least 1, got {rows}")
+        self.vae, self.x, self.mask = vae, batch["x"], batch.get("mask")
+        condition = vae.condition
+        self.embedded = None if condition is None else condition(condition.ids_of(batch))   # [N, E]
+        # None: the first block (PROBE_ROWS) measures the activations and sizes the rest.
+        self.rows = rows if rows is not None or self.x.device.type == "cpu" else sys.maxsize
+
+    def log_px(self, z: torch.Tensor) -> torch.Tensor:
+        """``[M]`` for latents ``z`` ``[M, D]``, M a multiple of N."""
+        out, start = [], 0
+        while start < len(z):
+            stop = min(len(z), start + (self.rows or PROBE_ROWS))
+            owner = torch.arange(start, stop, device=z.device) % len(self.x)
+            if self.rows is None:
+                out.append(self._probe(z[start:stop], owner))
+            else:
+                out.append(self._decode(z[start:stop], owner))
+            start = stop
+        return torch.cat(out)
+
+    def _decode(self, z: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
+        px = self.vae.decode(z) if self.embedded is None else self.vae.decode_embedded(z, self.embedded[owner])
+        return px.log_prob(self.x[owner], None if self.mask is None else self.mask[owner])
+
+    def _probe(self, z: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
+        """``_decode``, noting the most elements a decoder module outputs, which sets ``rows``."""
+        largest = 0
+
+        def note(module: torch.nn.Module, inputs: Any, output: Any) -> None:
+            nonlocal largest
+            first = output[0] if isinstance(output, (tuple, list)) else output   # an LSTM's: (output, state)
+            if isinstance(first, torch.Tensor):
+                largest = max(largest, first.numel())
+
+        handles = [module.register_forward_hook(note) for module in self.vae.decoder.modules()]
+        try:
+            log_px = self._decode(z, owner)
+        finally:
+            for handle in handles:
+                handle.remove()
+        self.rows = max(1, CPU_ACTIVATION_ELEMENTS * len(z) // max(largest, 1))
+        return log_px
 
 
 def active_units(posterior_means: torch.Tensor, threshold: float = 0.01) -> tuple[int, torch.Tensor]:
@@ -172,7 +243,7 @@ def evaluate(
             totals["kl"] += terms.kl.sum().item()
             totals["elbo"] += terms.elbo.sum().item()
             if iw_samples > 0:
-                totals["ll"] += iw_log_likelihood(vae, batch, iw_samples, chunk_size=chunk_size).sum().item()
+                totals["ll"] += iw_log_likelihood(vae, batch, iw_samples, chunk_size=chunk_size, posterior=q).sum().item()
             if kl_dim is not None:      # closed form only; a Monte-Carlo KL has no per-dimension split
                 kl_dims.append(kl_dim.sum(0))
             means.append(q.mean.float().cpu())

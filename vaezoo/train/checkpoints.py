@@ -56,7 +56,8 @@ EVAL = "eval.json"
 
 def save_weights(model: torch.nn.Module, path: Path, metadata: dict[str, Any]) -> None:
     with atomic_path(path) as tmp:
-        save_model(model, str(tmp), metadata={k: str(v) for k, v in metadata.items()})
+        # force_contiguous: a channels-last model's conv weights are stored in the standard layout
+        save_model(model, str(tmp), metadata={k: str(v) for k, v in metadata.items()}, force_contiguous=True)
 
 
 def read_metadata(path: Path) -> dict[str, str]:
@@ -222,7 +223,8 @@ def write_checkpoint(run_dir: Path, *, model: torch.nn.Module, metadata: dict[st
     final = root / f"{1 + max((seq for seq, _ in older), default=0):06d}-step-{step}"
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=TEMP_SUFFIX, dir=root))
     try:
-        save_model(model, str(tmp / MODEL), metadata={**{k: str(v) for k, v in metadata.items()}, "step": str(step)})
+        save_model(model, str(tmp / MODEL), metadata={**{k: str(v) for k, v in metadata.items()}, "step": str(step)},
+                   force_contiguous=True)
         opt_tensors, opt_info = _flatten_optimizer(optimizer.state_dict())
         rng_tensors, rng_info = capture_rng()
         hook_info, hook_tensors = split_tensors(hooks or {}, prefix="hooks")
@@ -398,6 +400,12 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, checkpoint: Checkpoint) 
                           f"({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
     for group, hyper in zip(optimizer.param_groups, current):
         group.update(hyper)
+    # Saved tensors come back in the standard layout; a channels-last parameter's moments go
+    # back to its layout, where the uninterrupted run kept them (same kernels, same bits).
+    for param, state in optimizer.state.items():
+        for name, value in state.items():
+            if isinstance(value, torch.Tensor) and value.shape == param.shape and value.stride() != param.stride():
+                state[name] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
 def read_metrics(path: Path) -> list[dict]:

@@ -1,30 +1,196 @@
-"""The full evaluation of one split of a run: the core's estimators plus the modality's own metrics."""
+"""The evaluation of one split: the core's estimators plus the modality's own metrics,
+shared out over the ranks of a distributed run with the same figures as one process.
+
+The split's first ``max_examples`` examples are cut into blocks of ``batch_size``
+consecutive examples; rank r of W evaluates blocks r, r + W, r + 2W ... (no example twice,
+none left out, no padding: a rank may get one block fewer). A block's random draws (the
+ELBO's z, the importance samples) come from a seed of (run seed, block index) alone, and a
+block comes down to sums (the ELBO terms, the KL of every dimension) and the first two
+moments of its posterior means. Every rank gathers every block's row and combines them in
+block order, and the aggregate posterior of the first ``MI_MAX_EXAMPLES`` examples (for the
+mutual information) is gathered in example order; so every figure is the same, bit for
+bit, whatever the number of processes (for one batch size), and the same on every rank.
+
+The modality's extra metrics take the whole split's batches (their reduction is the
+plugin's own): rank 0 computes them alone, for the files it writes.
+"""
 
 from __future__ import annotations
 
-from typing import Iterable
+import math
+from typing import Callable, Iterable
 
 import torch
+from torch.utils.data import DataLoader, Dataset
 
-from vaezoo.core.batches import Batch
-from vaezoo.core.data import batches_in, split_batches
-from vaezoo.core.estimators import EvalResult, evaluate
+from vaezoo.core.batches import Batch, batch_size as examples_in, to_device
+from vaezoo.core.data import dataset_length, examples_at, split_batches
+from vaezoo.core.distributions import DiagonalGaussian
+from vaezoo.core.estimators import MI_MAX_EXAMPLES, EvalResult, evaluation_mode, iw_log_likelihood, mutual_information
+from vaezoo.core.objectives import elbo_terms
 from vaezoo.core.progress import progress
+from vaezoo.core.seeds import derive_seed
+from vaezoo.train.distributed import DistContext
+
+#: a latent dimension is active when its posterior mean varies more than this over the data
+#: (Burda et al. 2016; the threshold of ``vaezoo.core.estimators.active_units``)
+ACTIVE_UNIT_THRESHOLD = 0.01
+# A block's row (float64): its examples, whether the KL of each dimension is in closed form,
+# the sums of log p(x|z), KL, ELBO and log p(x) (IW); then per dimension the KL sum, the
+# posterior means' mean and their sum of squared deviations from it (3 * D numbers).
+_SUMS = 6
+
+
+def eval_blocks(n: int, size: int, max_examples: int | None = None) -> list[range]:
+    """The example indices of each evaluation block: consecutive runs of ``size`` over the
+    first ``max_examples`` of ``n`` examples (all when None or 0); the last may be shorter."""
+    end = min(n, max_examples) if max_examples else n
+    return [range(start, min(start + size, end)) for start in range(0, end, size)]
+
+
+def block_seed(seed: int, b: int) -> int:
+    """The seed of block ``b``'s draws. Block 0 keeps the run's seed itself, whose stream
+    evaluations drew from before they were shared out: one that fits in a single batch
+    gives the figures it always gave."""
+    return seed if b == 0 else derive_seed(seed, "eval", b)
+
+
+class ShardedEvaluation:
+    """The evaluation of ``dataset`` on this rank's blocks. Built once, it serves every call
+    (each validation of a run): with ``num_workers`` its loader keeps its worker processes
+    between calls."""
+
+    def __init__(self, dataset: Dataset, collate: Callable, batch_size: int, max_examples: int | None, ctx: DistContext,
+                 *, num_workers: int = 0):
+        self.ctx = ctx
+        self.blocks = eval_blocks(dataset_length(dataset), batch_size, max_examples)
+        self.mine = range(ctx.rank, len(self.blocks), ctx.world_size)
+        indices = [list(self.blocks[b]) for b in self.mine]
+        self._batches: Callable[[], Iterable[Batch]]
+        if num_workers and indices:
+            loader = DataLoader(dataset, batch_sampler=indices, collate_fn=collate, num_workers=num_workers,
+                                persistent_workers=True)
+            self._batches = lambda: loader
+        else:
+            self._batches = lambda: (examples_at(dataset, collate, i) for i in indices)
+
+    def run(self, vae, *, iw_samples: int, device, seed: int, chunk_size: int = 100, desc: str | None = None) -> EvalResult:
+        """ELBO, KL, AU and MI over every rank's blocks, and the IW-NLL when ``iw_samples > 0``;
+        every rank must call it. ``desc``: a progress bar on rank 0."""
+        rows, posteriors = self.local(vae, iw_samples=iw_samples, device=device, seed=seed, chunk_size=chunk_size,
+                                      desc=desc)
+        return self.combine(self.ctx.gather_rows(rows), self.ctx.gather_rows(posteriors), iw_samples=iw_samples,
+                            seed=seed)
+
+    def local(self, vae, *, iw_samples: int, device, seed: int, chunk_size: int = 100,
+              desc: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's share: a row of sums per block (float64, in block order), and the
+        posteriors (mean, log-variance) of its examples among the first MI_MAX_EXAMPLES."""
+        batches: Iterable[Batch] = self._batches()
+        if desc is not None and self.ctx.is_main:
+            batches = progress(batches, desc=desc, total=len(self.mine))
+        rows, posteriors = [], []
+        with evaluation_mode(vae, device, seed):
+            for b, batch in zip(self.mine, batches):
+                torch.manual_seed(block_seed(seed, b))   # the block's draws, wherever it runs
+                row, posterior = _block(vae, to_device(batch, device), iw_samples, chunk_size, keep=self._kept(b))
+                rows.append(row)
+                posteriors.append(posterior)
+        if not rows:
+            return torch.zeros(0, 0, dtype=torch.float64), torch.zeros(0, 0)
+        return torch.stack(rows), torch.cat(posteriors)
+
+    def combine(self, rows: list[torch.Tensor], posteriors: list[torch.Tensor], *, iw_samples: int,
+                seed: int) -> EvalResult:
+        """The figures from every rank's ``local`` share, in rank order; the same on every rank."""
+        world = len(rows)
+        table = torch.zeros(len(self.blocks), max(part.shape[1] for part in rows), dtype=torch.float64)
+        per_block: dict[int, torch.Tensor] = {}
+        for rank, (part, posterior) in enumerate(zip(rows, posteriors)):
+            blocks = range(rank, len(self.blocks), world)
+            if len(part):
+                table[rank::world] = part
+            kept = [self._kept(b) for b in blocks]
+            if sum(kept):
+                per_block.update((b, p) for b, p in zip(blocks, posterior.split(kept)) if len(p))
+        if len(table) == 0:
+            raise ValueError("evaluation got no examples")
+        mean, logvar = torch.cat([per_block[b] for b in sorted(per_block)]).chunk(2, dim=1)
+        aggregate = DiagonalGaussian(mean, logvar)
+        with torch.random.fork_rng(devices=[]):
+            # Its own seed, so the figure does not depend on how many draws the blocks took.
+            torch.manual_seed(derive_seed(seed, "mutual_information"))
+            mi = mutual_information(aggregate).item()
+        return _result(table, aggregate, mi, iw_samples)
+
+    def _kept(self, b: int) -> int:
+        """How many of block ``b``'s examples join the aggregate posterior (the first MI_MAX_EXAMPLES do)."""
+        return min(len(self.blocks[b]), max(0, MI_MAX_EXAMPLES - self.blocks[b].start))
+
+
+def _block(vae, batch: Batch, iw_samples: int, chunk_size: int, keep: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One block's row of sums (float64), and the posteriors (mean, log-variance) of its first
+    ``keep`` examples for the aggregate posterior."""
+    terms = elbo_terms(vae, batch)   # the same terms training optimises
+    q = terms.posterior
+    ll = (iw_log_likelihood(vae, batch, iw_samples, chunk_size=chunk_size, posterior=q) if iw_samples > 0
+          else torch.zeros(1))   # q: the ELBO's posterior, one encoder pass for both
+    means = q.mean.detach().cpu().double()
+    center = means.mean(0)
+    closed_form = terms.kl_per_dim is not None     # a Monte-Carlo KL has no per-dimension split
+    kl_dims = terms.kl_per_dim.cpu().double().sum(0) if terms.kl_per_dim is not None else torch.zeros_like(center)
+    # Summed in float64 on the CPU (MPS has no float64), so no device rounds differently.
+    sums = [examples_in(batch), float(closed_form)] + [t.detach().cpu().double().sum().item() for t in (
+        terms.reconstruction, terms.kl, terms.elbo, ll)]
+    row = torch.cat([torch.tensor(sums, dtype=torch.float64), kl_dims, center, ((means - center) ** 2).sum(0)])
+    posterior = torch.cat([q.mean[:keep], q.logvar[:keep]], dim=1).float().cpu()
+    return row, posterior
+
+
+def _result(table: torch.Tensor, aggregate: DiagonalGaussian, mi: float, iw_samples: int) -> EvalResult:
+    """The figures of every block's row (``table``, in block order): sums add up, the
+    posterior means' variance comes from the blocks' moments (Chan et al.'s pairwise rule)."""
+    counts = table[:, 0]
+    n = int(counts.sum())
+    totals = table[:, 2:_SUMS].sum(0) / n
+    dim = (table.shape[1] - _SUMS) // 3
+    kl_dims, centers, squares = table[:, _SUMS:].split(dim, dim=1)
+    mean = (counts[:, None] * centers).sum(0) / n
+    spread = squares.sum(0) + (counts[:, None] * (centers - mean) ** 2).sum(0)
+    variance = spread / (n - 1) if n > 1 else torch.zeros(dim, dtype=torch.float64)
+    return EvalResult(
+        n_examples=n,
+        elbo=totals[2].item(),
+        reconstruction=totals[0].item(),
+        kl=totals[1].item(),
+        iw_nll=-totals[3].item() if iw_samples > 0 else None,
+        iw_samples=iw_samples,
+        active_units=int((variance > ACTIVE_UNIT_THRESHOLD).sum()),
+        mutual_information=mi,
+        mutual_information_bound=math.log(len(aggregate.mean)),
+        mutual_information_examples=len(aggregate.mean),
+        kl_per_dim=(kl_dims.sum(0) / n).tolist() if bool(table[:, 1].all()) else [],
+        latent_dim=dim,
+    )
 
 
 def evaluate_split(modality, vae, split: str, *, device, iw_samples: int | None = None,
-                   max_examples: int | None = None, batch_size: int | None = None, show_progress: bool = True) -> EvalResult:
+                   max_examples: int | None = None, batch_size: int | None = None, show_progress: bool = True,
+                   ctx: DistContext | None = None) -> EvalResult:
     """The full evaluation of one split: core estimators plus the modality's extra metrics,
-    both over the same first ``max_examples`` examples."""
+    both over the same first ``max_examples`` examples. Under torchrun (``ctx``) every rank
+    calls it and evaluates its share; the extra metrics are rank 0's alone (empty elsewhere)."""
+    ctx = ctx or DistContext()
     cfg = modality.recipe.eval
     size = batch_size or cfg.batch_size
     k = cfg.iw_samples if iw_samples is None else iw_samples
     limit = max_examples if max_examples is not None else (cfg.max_examples or None)
-    batches: Iterable[Batch] = split_batches(modality, split, size, limit)
-    if show_progress:
-        batches = progress(batches, desc=f"evaluating {split} (k={k})", total=batches_in(modality, split, size, limit))
-    result = evaluate(vae, batches, iw_samples=k, device=device, chunk_size=cfg.chunk_size, seed=modality.recipe.seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(modality.recipe.seed)
-        result.extra = modality.extra_metrics(vae, split_batches(modality, split, size, limit), result.as_dict())
+    evaluation = ShardedEvaluation(modality.dataset(split), modality.collate, size, limit, ctx)
+    result = evaluation.run(vae, iw_samples=k, device=device, seed=modality.recipe.seed, chunk_size=cfg.chunk_size,
+                            desc=f"evaluating {split} (k={k})" if show_progress else None)
+    if ctx.is_main:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(modality.recipe.seed)
+            result.extra = modality.extra_metrics(vae, split_batches(modality, split, size, limit), result.as_dict())
     return result
+

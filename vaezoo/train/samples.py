@@ -33,6 +33,15 @@ def class_stem(stem: Path, condition: ClassCondition, class_id: int) -> Path:
     return stem.with_name(f"{stem.name}-class{class_id:0{width}d}{tail}")
 
 
+def class_targets(vae: VAE, stem: Path, classes: Sequence[int] | None = None) -> list[tuple[int | None, Path]]:
+    """The file sets to decode into, as (class id, stem): ``(None, stem)`` for an unconditional
+    VAE; for a conditional one, each class of ``classes`` (default: every class) under ``class_stem``."""
+    if vae.condition is None:
+        return [(None, stem)]
+    ids = range(vae.condition.classes) if classes is None else classes
+    return [(class_id, class_stem(stem, vae.condition, class_id)) for class_id in ids]
+
+
 @torch.no_grad()
 def write_decoded(vae: VAE, modality: Modality, z: torch.Tensor, stem: Path,
                   classes: Sequence[int] | None = None) -> list[Path]:
@@ -41,9 +50,7 @@ def write_decoded(vae: VAE, modality: Modality, z: torch.Tensor, stem: Path,
     class) under ``class_stem``."""
     p = next(vae.parameters())
     z = z.to(p.device, p.dtype)
-    if vae.condition is None:
-        return modality.write_samples(vae.decode(z), stem)
     files: list[Path] = []
-    for class_id in range(vae.condition.classes) if classes is None else classes:
-        files += modality.write_samples(vae.decode(z, class_id), class_stem(stem, vae.condition, class_id))
+    for class_id, target in class_targets(vae, stem, classes):
+        files += modality.write_samples(vae.decode(z, class_id), target)
     return files

@@ -28,10 +28,10 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from vaezoo.config.recipe import Recipe
-from vaezoo.core.batches import Batch, to_device
-from vaezoo.core.data import EpochBatchSampler, examples_at, first_examples, make_loader, random_batches
+from vaezoo.core.batches import Batch, channels_last, to_device
+from vaezoo.core.data import EpochBatchSampler, examples_at, first_examples, random_batches
 from vaezoo.core.errors import RecipeError, RunDirError, TrainingDiverged
-from vaezoo.core.estimators import EvalResult, evaluate
+from vaezoo.core.estimators import EvalResult
 from vaezoo.core.model import VAE
 from vaezoo.core.files import is_temporary, remove_temporaries, write_json, write_text
 from vaezoo.core.objectives import ObjectiveOutput, build_objective
@@ -50,11 +50,13 @@ from vaezoo.train.checkpoints import (
     restore_rng,
     rewind_metrics,
 )
-from vaezoo.train.distributed import DistContext, init_distributed
-from vaezoo.train.evaluation import evaluate_split
+from vaezoo.train.distributed import DistContext, init_distributed, rank_device
+from vaezoo.train.evaluation import ShardedEvaluation, evaluate_split
 from vaezoo.train.hooks import AggressiveEncoder, Checkpointing, Hook, ProgressBar, StepCallback, TrainMetrics, Validation
 from vaezoo.train.hooks.adversarial import AdversarialStage
 from vaezoo.train.hooks.base import EVENTS, overrides
+from vaezoo.train.hooks.ranks import RankStreams
+from vaezoo.train.loading import EpochLoader
 from vaezoo.train.metrics import MetricsLog
 from vaezoo.train.optim import make_optimizer
 from vaezoo.train.samples import condition_of, write_decoded
@@ -163,7 +165,8 @@ class Trainer:
         self.echo = echo
         self.validation = Validation()
         adversarial = [AdversarialStage(recipe.adversarial)] if recipe.adversarial.enabled else []
-        self.hooks: list[Hook] = [AggressiveEncoder(), *adversarial, *hooks, TrainMetrics(),
+        # RankStreams first: a resumed rank takes its random streams back before any hook draws.
+        self.hooks: list[Hook] = [RankStreams(), AggressiveEncoder(), *adversarial, *hooks, TrainMetrics(),
                                   *([StepCallback(on_step)] if on_step is not None else []),
                                   ProgressBar(progress_bar), self.validation, Checkpointing()]
         names = [hook.name for hook in self.hooks]
@@ -177,6 +180,8 @@ class Trainer:
         self._stop_requested = False
         self.beta = 0.0                      # beta of the step in progress
         self.excluded_seconds = 0.0          # time spent validating, left out of the epochs' training time
+        self._validation_data: ShardedEvaluation | None = None   # built at the first validation
+        self._train_loader: EpochLoader | None = None            # with num_workers: built in the first epoch
 
     # -- what hooks use ----------------------------------------------------------------------
     def hook(self, name: str) -> Hook:
@@ -204,9 +209,12 @@ class Trainer:
         return None
 
     def validate_now(self) -> EvalResult:
-        return evaluate(self.vae, self._loader(self.val_set, self.recipe.eval.batch_size),
-                        iw_samples=0, max_examples=self.cfg.val_max_examples or None, device=self.device,
-                        seed=self.recipe.seed)
+        """The validation figures, each rank evaluating its share (every rank calls this)."""
+        if self._validation_data is None:
+            self._validation_data = ShardedEvaluation(self.val_set, self.modality.collate, self.recipe.eval.batch_size,
+                                                      self.cfg.val_max_examples or None, self.ctx,
+                                                      num_workers=self.cfg.num_workers)
+        return self._validation_data.run(self.vae, iw_samples=0, device=self.device, seed=self.recipe.seed)
 
     def random_train_batches(self, purpose: str) -> Iterator[Batch]:
         """Endless fresh training batches for ``purpose`` at this step and rank (a resume repeats them)."""
@@ -266,8 +274,10 @@ class Trainer:
         extra: dict[str, float] = {}
         for i in range(group):
             batch = next(batches) if self.device.type == "cpu" else to_device(next(batches), self.device)
+            if cfg.channels_last:
+                batch = channels_last(batch)
             # DDP averages gradients once per optimiser step: at the last micro-batch.
-            sync = self.model.no_sync() if isinstance(self.model, DistributedDataParallel) and i < group - 1 else nullcontext()
+            sync = self.ddp.no_sync() if self.ddp is not None and i < group - 1 else nullcontext()
             with sync:
                 out = self.forward(batch, beta)
                 (out.loss / group).backward()
@@ -300,12 +310,13 @@ class Trainer:
 
     def _epoch_batches(self) -> Iterator[Batch]:
         """The rest of this epoch's micro-batches, in the seeded order of (seed, epoch)."""
+        if self.cfg.num_workers:   # one loader for the run: its workers persist from epoch to epoch
+            if self._train_loader is None:
+                self._train_loader = EpochLoader(self.train_set, self.modality.collate, self._sampler,
+                                                 seed=self.recipe.seed, rank=self.ctx.rank,
+                                                 num_workers=self.cfg.num_workers)
+            return self._train_loader.epoch(self.state.epoch, self.state.batch_in_epoch)
         sampler = self._sampler(self.state.epoch, self.state.batch_in_epoch)
-        if self.cfg.num_workers:
-            return iter(make_loader(self.train_set, self.modality.collate, self.cfg.batch_size, shuffle=True,
-                                    seed=self.recipe.seed, epoch=self.state.epoch, rank=self.ctx.rank,
-                                    world_size=self.ctx.world_size, start=self.state.batch_in_epoch, drop_last=True,
-                                    num_workers=self.cfg.num_workers))
         # In this process, the sampler's batches go straight to the dataset (as a DataLoader
         # without workers does, minus its per-batch machinery).
         return (examples_at(self.train_set, self.modality.collate, indices) for indices in sampler)
@@ -315,16 +326,11 @@ class Trainer:
                                  epoch=epoch, rank=self.ctx.rank, world_size=self.ctx.world_size, drop_last=True,
                                  start=start)
 
-    def _loader(self, dataset, batch_size: int):
-        return make_loader(dataset, self.modality.collate, batch_size, num_workers=self.cfg.num_workers)
-
     # -- set-up and the end ----------------------------------------------------------------------
     def fit(self) -> TrainResult:
         device = pick_device(self.cfg.device)
         self.ctx = ctx = init_distributed(device.type)
-        if ctx.enabled and device.type == "cuda":
-            device = torch.device("cuda", ctx.local_rank)
-        self.device = device
+        self.device = device = rank_device(device, ctx)
         if self.cfg.threads:
             torch.set_num_threads(self.cfg.threads)
         if not ctx.is_main:
@@ -364,12 +370,17 @@ class Trainer:
             write_text(self.run_dir / RECIPE, recipe.to_toml())
         torch.manual_seed(recipe.seed)
         self.vae = vae = build_vae(modality).to(self.device)
+        if cfg.channels_last:
+            vae.to(memory_format=torch.channels_last)
         self.train_set = modality.dataset("train")
         self.val_set = modality.dataset("validation")
         self.optimizer = make_optimizer(vae.parameters(), cfg)
         self.objective = build_objective(recipe.objective.kind, vae, recipe.objective, dataset_size=len(self.train_set))
         self._call("on_setup")   # hooks build their networks (and may wrap the objective) before a resume loads them
-        self.model = DistributedDataParallel(self.objective) if ctx.enabled else self.objective
+        self.ddp = DistributedDataParallel(self.objective) if ctx.enabled else None
+        self.model = self.ddp if self.ddp is not None else self.objective
+        if cfg.compile:   # after DDP wraps it, as torch recommends; the weights stay self.vae's
+            self.model = torch.compile(self.model)  # type: ignore[assignment]  # a module's stand-in
         self.batches_per_epoch = self._sampler(0, 0).total()
         steps_per_epoch = -(-self.batches_per_epoch // cfg.grad_accum)
         total_steps = steps_per_epoch * cfg.epochs
@@ -410,6 +421,7 @@ class Trainer:
             self.log.close()
             raise
         finally:
+            self._train_loader = self._validation_data = None   # their worker processes end with them
             if frozen:
                 gc.unfreeze()
             if previous_handler is not None:
@@ -419,9 +431,9 @@ class Trainer:
         result: EvalResult | None = None
         if self.interrupted:
             self.echo(f"interrupted at step {self.state.step}; continue with: vaezoo train --resume {self.run_dir}")
-        elif ctx.is_main:
+        else:
             self.echo(f"trained {self.state.step} steps in {time.perf_counter() - started:.1f}s")
-            files, result = self._finish()
+            files, result = self._finish()   # every rank: the evaluation is shared out
         self.log.close()
         best = self.validation.best
         return TrainResult(self.run_dir, self.state.step, self.state.epoch, self.stopped_early, self.interrupted,
@@ -492,13 +504,31 @@ class Trainer:
             shutil.rmtree(self.run_dir / folder, ignore_errors=True)
 
     def _finish(self) -> tuple[list[Path], EvalResult | None]:
-        """Leave something to look at: prior samples, reconstructions, and the eval table."""
-        recipe, modality, vae, device = self.recipe, self.modality, self.vae, self.device
+        """Leave something to look at: prior samples, reconstructions, and the eval table. Rank 0
+        reads the weights and writes the files; every rank takes its share of the evaluation."""
+        recipe, modality, vae, device, ctx = self.recipe, self.modality, self.vae, self.device, self.ctx
         best = self.run_dir / BEST
         weights, weights_step = "last", self.state.step
-        if best.exists():
+        if ctx.is_main and best.exists():
             weights, weights_step = "best", int(load_weights(vae, best).get("step", self.validation.best_step))
+        ctx.broadcast_(vae.state_dict().values())   # the weights rank 0 evaluates, on every rank
         vae.eval()
+        files = self._write_samples() if ctx.is_main else []
+        result = None
+        if recipe.eval.at_end:
+            result = evaluate_split(modality, vae, recipe.eval.split, device=device, show_progress=self.progress_bar,
+                                    ctx=ctx)
+            if ctx.is_main:
+                write_json(self.run_dir / EVAL, {"split": recipe.eval.split, "step": self.state.step, "weights": weights,
+                                                 "weights_step": weights_step, **result.as_dict(), **condition_of(vae)})
+                files.append(self.run_dir / EVAL)
+            self.log.write({"split": f"eval/{recipe.eval.split}", "step": self.state.step, "epoch": self.state.epoch,
+                            **{k: v for k, v in result.as_dict().items() if isinstance(v, (int, float)) and v is not None}})
+        return files, result if ctx.is_main else None
+
+    def _write_samples(self) -> list[Path]:
+        """Prior samples and reconstructions of the first validation examples."""
+        recipe, modality, vae, device = self.recipe, self.modality, self.vae, self.device
         files: list[Path] = []
         samples_dir = self.run_dir / "samples"
         with torch.random.fork_rng(devices=[]):
@@ -517,12 +547,4 @@ class Trainer:
             batch = to_device(first_examples(self.val_set, modality.collate, 8), device)
             _, px = vae.reconstruct(batch)
             files += modality.write_reconstructions(batch, px, samples_dir / "reconstructions")
-        result = None
-        if recipe.eval.at_end:
-            result = evaluate_split(modality, vae, recipe.eval.split, device=device, show_progress=self.progress_bar)
-            write_json(self.run_dir / EVAL, {"split": recipe.eval.split, "step": self.state.step, "weights": weights,
-                                             "weights_step": weights_step, **result.as_dict(), **condition_of(vae)})
-            self.log.write({"split": f"eval/{recipe.eval.split}", "step": self.state.step, "epoch": self.state.epoch,
-                            **{k: v for k, v in result.as_dict().items() if isinstance(v, (int, float)) and v is not None}})
-            files.append(self.run_dir / EVAL)
-        return files, result
+        return files

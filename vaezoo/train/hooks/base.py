@@ -33,7 +33,8 @@ each method on every hook, in the order of the trainer's hook list:
     load_state_dict(state)                 strings, lists, dicts and tensors (a network's and
                                            an optimiser's ``state_dict()`` fit as they are).
                                            Saved in every checkpoint under ``name``, in the
-                                           same atomic unit as the model.
+                                           same atomic unit as the model. Under DDP it is
+                                           called on every rank, rank 0's is saved.
 
 ``trainer`` gives hooks what they need: ``recipe``, ``cfg`` (the ``[train]`` section),
 ``run_dir``, ``device``, ``ctx`` (ranks), ``modality``, ``vae``, ``objective``, ``model`` (the

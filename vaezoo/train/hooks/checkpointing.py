@@ -42,10 +42,11 @@ class Checkpointing(Hook):
         if self._moment(trainer) == self.saved:
             return
         trainer.check_weights_finite()
+        hooks = {hook.name: hook.state_dict() for hook in trainer.hooks}   # on every rank: a hook may gather
         if trainer.ctx.is_main:
             write_checkpoint(trainer.run_dir, model=trainer.vae, metadata=trainer.weights_metadata(),
                              optimizer=trainer.optimizer, optimizer_kind=trainer.cfg.optimizer,
                              progress=trainer.state.as_dict(), metrics_bytes=trainer.log.durable_size(),
-                             hooks={hook.name: hook.state_dict() for hook in trainer.hooks})
+                             hooks=hooks)
         self.saved = self._moment(trainer)
         trainer.saved_step = trainer.state.step
