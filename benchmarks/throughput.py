@@ -33,28 +33,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fresh_runs import fresh_run  # noqa: E402
+from export_speed import ROWS, one_step_run  # noqa: E402  (the quick recipes, one training step each)
 from results_log import ResultsFile, add_run_options, chosen, logger, parse_run_args  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "throughput.jsonl"
-ROWS = {
-    "image": ("recipes/fashion-mnist-quick.toml", []),
-    "text": ("recipes/wordnet-quick.toml", []),
-    "audio": ("recipes/klettres-quick.toml", ["train.samples=0"]),
-    "tabular": ("tabular-health", []),
-}
 log = logger("throughput")
-
-
-def one_step_run(row: str, args: argparse.Namespace) -> Path:
-    from vaezoo.plugin.recipes import load_recipe, resolve_recipe_path
-
-    recipe, extra = ROWS[row]
-    path = ROOT / recipe if recipe.endswith(".toml") else resolve_recipe_path(recipe)
-    overrides = ["train.max_steps=1", "eval.at_end=false", "train.samples=0", "train.tensorboard=false",
-                 "train.device=cpu", f"train.threads={args.threads}", f"seed={args.seed}", *extra]
-    return fresh_run(row, load_recipe(path, overrides), args.work / row, log).result.run_dir
 
 
 def synchronize(device: torch.device) -> None:
