@@ -137,6 +137,43 @@ def test_linear_power_is_inverse_mel_scale(n_fft, n_mels):
     expected = expected_fn(log_mel.exp())
     assert torch.allclose(inverter.linear_power(log_mel), expected, atol=1e-5 * float(expected.abs().max()))
 
+@pytest.mark.filterwarnings("ignore:At least one mel filterbank has all zero values")
+@pytest.mark.parametrize("n_fft, n_mels, f_max, groups", [(1024, 64, 8000.0, 4), (256, 64, None, 4), (512, 80, 4000.0, 3),
+                                                          (256, 8, None, 1), (256, 8, None, 50)])
+def test_banded_product_equals_the_dense_one(n_fft, n_mels, f_max, groups):
+    """The NNLS steps' ``s F F^T`` block by block equals the dense product, also for banks with
+    empty filters (256 / 64), a band limit below Nyquist, one group and more groups than bands."""
+    from vaezoo_audio.features import BandedProduct
+
+    fb = torchaudio.functional.melscale_fbanks(n_fft // 2 + 1, f_min=0.0, f_max=f_max or 8000.0, n_mels=n_mels,
+                                               sample_rate=16000, norm=None)
+    banded = BandedProduct(fb, groups)
+    assert len(banded.spans) == min(groups, n_mels)
+    s = torch.rand(37, n_fft // 2 + 1, generator=torch.Generator().manual_seed(1))
+    dense = s @ fb @ fb.T
+    assert torch.allclose(banded(s), dense, rtol=1e-5, atol=1e-6 * float(dense.abs().max()))
+    if groups > 1 and n_mels >= 64:   # real banks: the blocks hold far fewer entries than F
+        assert banded.flat.numel() < 0.6 * fb.numel()
+
+
+def test_nnls_steps_equal_the_dense_update():
+    """``linear_power`` with NNLS steps is ``s <- s * (F m) / (F F^T s)`` from the clipped
+    least-squares start, as written densely over ``[..., freq, T]``."""
+    features = FeaturesConfig(n_fft=512, hop_length=128, n_mels=40)
+    inverter = Inverter(features, InversionConfig(nnls_iterations=7))
+    fb = torchaudio.functional.melscale_fbanks(257, f_min=features.f_min, f_max=features.top_frequency, n_mels=40,
+                                               sample_rate=features.sample_rate, norm=None)
+    log_mel = torch.randn(2, 3, 40, 11, generator=torch.Generator().manual_seed(2))
+    mel = log_mel.exp()
+    linear = torch.relu(torch.linalg.pinv(fb.double().T).float() @ mel)
+    linear = linear + 1e-3 * linear.amax(dim=-2, keepdim=True) + 1e-12
+    for _ in range(7):
+        linear = linear * (fb @ mel) / (fb @ (fb.T @ linear)).clamp_min(1e-20)
+    got = inverter.linear_power(log_mel)
+    assert got.shape == (2, 3, 257, 11)
+    assert torch.allclose(got, linear, rtol=1e-3, atol=1e-5 * float(linear.abs().max()))
+
+
 def test_normalizer_fits_saves_and_loads(tmp_path):
     rng = torch.Generator().manual_seed(0)
     chunks = [torch.randn(32, n, generator=rng) * 2 + torch.arange(32).unsqueeze(1) for n in (5, 17, 40)]
