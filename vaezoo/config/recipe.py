@@ -166,6 +166,10 @@ class TrainConfig:
     channels_last: bool = option(False, help="conv models: weights and 4-D float batches in channels-last "
                                 "memory format: 1.2-2x the image quick recipe's steps per second on a CPU "
                                 "(benchmarks/throughput.py --channels-last); no effect without 4-D tensors")
+    pin_memory: bool = option(False, help="CUDA only: training batches in page-locked host memory (pinned by the "
+                             "loader's thread with num_workers, in the trainer's process without), so copies to "
+                             "the GPU do not block the host; ignored with a notice on other devices. Measure it "
+                             "with benchmarks/throughput.py on the GPU (--host-copy)")
     device: str = option("auto", help="'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
     threads: int = option(0, min=0, help="torch CPU threads (0 = torch's default)")
     num_workers: int = option(0, min=0, help="DataLoader worker processes")

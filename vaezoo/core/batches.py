@@ -42,6 +42,12 @@ def to_device(batch: Batch, device: torch.device | str) -> Batch:
     return map_tensors(lambda t: t.to(device, non_blocking=True), batch)
 
 
+def pin_memory(batch: Batch) -> Batch:
+    """The batch with its tensors in page-locked host memory, which a CUDA device copies from
+    without blocking the host (``to_device`` copies with ``non_blocking=True``)."""
+    return map_tensors(lambda t: t.pin_memory(), batch)
+
+
 def channels_last(batch: Batch) -> Batch:
     """The batch with its 4-D float tensors (images ``[N, C, H, W]``) in channels-last memory
     format, what a channels-last conv model reads fastest; other tensors as they are."""

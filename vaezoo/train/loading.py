@@ -77,11 +77,12 @@ class EpochLoader:
     trainer reads in its own process without workers: the same batches either way."""
 
     def __init__(self, dataset: Dataset, collate: Callable, sampler: Callable[[int, int], EpochBatchSampler], *,
-                 seed: int, rank: int, num_workers: int):
+                 seed: int, rank: int, num_workers: int, pin_memory: bool = False):
         self.batches = EpochSampler(sampler, seed, rank)
         # Its generator only seeds the workers' start, which no draw depends on (every batch reseeds).
+        # pin_memory: a thread of this process pins each batch as it arrives, ahead of its step.
         self.loader = DataLoader(SeededDataset(dataset), batch_sampler=self.batches, collate_fn=collate,
-                                 num_workers=num_workers, persistent_workers=True,
+                                 num_workers=num_workers, persistent_workers=True, pin_memory=pin_memory,
                                  generator=torch.Generator().manual_seed(derive_seed(seed, "workers")))
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:

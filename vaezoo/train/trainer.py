@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from vaezoo.config.recipe import Recipe
-from vaezoo.core.batches import Batch, channels_last, to_device
+from vaezoo.core.batches import Batch, channels_last, pin_memory, to_device
 from vaezoo.core.data import EpochBatchSampler, examples_at, first_examples, random_batches
 from vaezoo.core.errors import RecipeError, RunDirError, TrainingDiverged
 from vaezoo.core.estimators import EvalResult
@@ -314,12 +314,18 @@ class Trainer:
             if self._train_loader is None:
                 self._train_loader = EpochLoader(self.train_set, self.modality.collate, self._sampler,
                                                  seed=self.recipe.seed, rank=self.ctx.rank,
-                                                 num_workers=self.cfg.num_workers)
+                                                 num_workers=self.cfg.num_workers, pin_memory=self.pinned)
             return self._train_loader.epoch(self.state.epoch, self.state.batch_in_epoch)
         sampler = self._sampler(self.state.epoch, self.state.batch_in_epoch)
         # In this process, the sampler's batches go straight to the dataset (as a DataLoader
         # without workers does, minus its per-batch machinery).
-        return (examples_at(self.train_set, self.modality.collate, indices) for indices in sampler)
+        batches = (examples_at(self.train_set, self.modality.collate, indices) for indices in sampler)
+        return (pin_memory(batch) for batch in batches) if self.pinned else batches
+
+    @property
+    def pinned(self) -> bool:
+        """Whether training batches are pinned: ``[train] pin_memory`` on a CUDA device."""
+        return self.cfg.pin_memory and self.device.type == "cuda"
 
     def _sampler(self, epoch: int, start: int) -> EpochBatchSampler:
         return EpochBatchSampler(len(self.train_set), self.cfg.batch_size, shuffle=True, seed=self.recipe.seed,
@@ -372,6 +378,8 @@ class Trainer:
         self.vae = vae = build_vae(modality).to(self.device)
         if cfg.channels_last:
             vae.to(memory_format=torch.channels_last)
+        if cfg.pin_memory and self.device.type != "cuda":
+            self.echo(f"[train] pin_memory only applies to CUDA devices; ignored on {self.device.type}")
         self.train_set = modality.dataset("train")
         self.val_set = modality.dataset("validation")
         self.optimizer = make_optimizer(vae.parameters(), cfg)
