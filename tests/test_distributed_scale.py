@@ -128,8 +128,12 @@ def test_two_processes_give_the_losses_of_one_with_the_same_global_batch(one_ran
     one = read_record(out1, 0)
     rank0, rank1 = read_record(out2, 0), read_record(out2, 1)
     assert [r["digest"] for r in rank0] == [r["digest"] for r in rank1]   # the ranks stay in step
-    # Each rank logs the loss of its half of the global batch; DDP averages the gradients.
-    assert [(a["loss"] + b["loss"]) / 2 for a, b in zip(rank0, rank1)] == pytest.approx([r["loss"] for r in one], rel=1e-5)
+    # Every rank's step record holds the global batch's figures (the mean of the ranks' halves).
+    assert [a["loss"] for a in rank0] == [b["loss"] for b in rank1]
+    assert [a["loss"] for a in rank0] == pytest.approx([r["loss"] for r in one], rel=1e-5)
+    for field in ("loss", "reconstruction", "kl", "elbo", "grad_norm"):
+        assert [r[field] for r in records(run2, "train")] == pytest.approx([r[field] for r in records(run1, "train")],
+                                                                         rel=1e-5)
     for field in ("loss", "kl", "active_units", "mutual_information"):
         assert [r[field] for r in records(run2, "validation")] == pytest.approx(
             [r[field] for r in records(run1, "validation")], rel=1e-5)

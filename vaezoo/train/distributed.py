@@ -49,6 +49,14 @@ class DistContext:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return bool(t.item() > 0)
 
+    def mean(self, values: list[float]) -> list[float]:
+        """The mean of each of ``values`` over the ranks, on every rank (one all-reduce, in float64)."""
+        if not self.enabled:
+            return list(values)
+        t = torch.tensor(values, dtype=torch.float64, device=self._device)
+        dist.all_reduce(t)
+        return (t / self.world_size).tolist()
+
     def gather_rows(self, rows: torch.Tensor) -> list[torch.Tensor]:
         """Every rank's 2-D ``rows``, on every rank, in rank order (on the CPU). The ranks may
         hold different numbers of rows and columns (an empty ``[0, 0]`` fits anything), but

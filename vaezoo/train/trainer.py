@@ -295,7 +295,13 @@ class Trainer:
         grad_norm = self.clip_gradients(self.vae.parameters())
         if grad_norm is None and (state.step + 1) % cfg.log_every == 0:
             grad_norm = torch.nn.utils.get_total_norm([p.grad for p in self.vae.parameters() if p.grad is not None]).item()
-        if self.ctx.any(not (math.isfinite(loss) and (grad_norm is None or math.isfinite(grad_norm)))):
+        if self.ctx.enabled:
+            # The global batch's figures on every rank (each rank holds its share's). The same
+            # one collective tells every rank of a non-finite loss on any: the mean is one too.
+            # (The gradient norm is of the averaged gradients: the same on every rank already.)
+            loss, rec, kl, *values = self.ctx.mean([loss, rec, kl, *extra.values()])
+            extra = dict(zip(extra, values))
+        if not (math.isfinite(loss) and (grad_norm is None or math.isfinite(grad_norm))):
             what = f"loss {loss:.4g}" + ("" if grad_norm is None else f", gradient norm {grad_norm:.4g}")
             self.diverged(what, step=state.step + 1)
         optimizer.step()
