@@ -62,7 +62,7 @@ def test_train_writes_a_complete_run_directory(trained):
     with safe_open(str(checkpoint / "model.safetensors"), framework="pt") as f:
         meta = f.metadata()
     assert meta["vaezoo_version"] == __version__ and meta["modality"] == "tiny_modality:TinyVectors"
-    assert meta["step"] == "24" and meta["plugin_api_version"] == "1.5"
+    assert meta["step"] == "24" and meta["plugin_api_version"] == "1.6"
     train = records(run, "train")
     assert [r["step"] for r in train] == list(range(1, 25))            # log_every = 1, 3 epochs of 8
     assert train[-1]["loss"] < train[0]["loss"]                          # it learns

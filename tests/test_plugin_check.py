@@ -70,7 +70,7 @@ def test_plugins_lists_columns_and_json_still_works():
     header = result.output.splitlines()[1].split()
     assert header == ["NAME", "STATUS", "DISTRIBUTION", "API", "LOCATION"]
     data = json.loads(cli("plugins", "--json").output)
-    assert data["plugin_api_version"] == str(vaezoo.PLUGIN_API_VERSION) == "1.5"
+    assert data["plugin_api_version"] == str(vaezoo.PLUGIN_API_VERSION) == "1.6"
     for row in data["plugins"]:
         assert set(row) >= {"name", "status", "status_text", "distribution", "version", "api_version", "location",
                             "description", "error"}

@@ -29,7 +29,7 @@ duck = good_plugin:Duck
 twice = good_plugin:Twice
 v1 = versions:V1
 v1_0 = versions:V1_0
-v1_6 = versions:V1_6
+v1_7 = versions:V1_7
 v0_9 = versions:V0_9
 v2 = versions:V2
 vtext = versions:VText
@@ -95,7 +95,7 @@ def declaring(name, version):
 
 V1 = declaring("v1", 1)
 V1_0 = declaring("v1_0", (1, 0))
-V1_6 = declaring("v1_6", (1, 6))
+V1_7 = declaring("v1_7", (1, 7))
 V0_9 = declaring("v0_9", (0, 9))
 V2 = declaring("v2", 2)
 VText = declaring("vtext", "1.1")
@@ -154,11 +154,11 @@ def test_plugins_command_lists_them(installed):
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     good = next(i for i, line in enumerate(lines) if line.startswith("good "))
-    assert "vaezoo-test-plugins 1.2.3" in lines[good] and " 1.5 " in lines[good]
+    assert "vaezoo-test-plugins 1.2.3" in lines[good] and " 1.6 " in lines[good]
     assert lines[good + 1].strip() == "the good test plugin"   # the description, below its row
     assert "ImportError: libsndfile.so.9" in result.output
     data = json.loads(CliRunner().invoke(main, ["plugins", "--json"]).output)
-    assert data["plugin_api_version"] == "1.5"
+    assert data["plugin_api_version"] == "1.6"
     rows = {p["name"]: p for p in data["plugins"] if p["distribution"] == "vaezoo-test-plugins"}
     status = {name: (row["status"], row["status_text"]) for name, row in rows.items()}
     assert status == {
@@ -166,10 +166,10 @@ def test_plugins_command_lists_them(installed):
         "good": ("ok", "ok"), "notamodality": ("broken", "not a modality"), "exits": ("broken", "failed to import"),
         "misnamed": ("broken", "name mismatch"), "nodecoder": ("broken", "not a modality"), "duck": ("ok", "ok"),
         "twice": ("broken", "conflict"), "v1": ("ok", "ok"), "v1_0": ("ok", "ok"),
-        "v1_6": ("incompatible", "incompatible API version"), "v0_9": ("incompatible", "incompatible API version"),
+        "v1_7": ("incompatible", "incompatible API version"), "v0_9": ("incompatible", "incompatible API version"),
         "v2": ("incompatible", "incompatible API version"), "vtext": ("broken", "not a modality"),
     }
-    assert rows["good"]["description"] == "the good test plugin" and rows["good"]["api_version"] == "1.5"
+    assert rows["good"]["description"] == "the good test plugin" and rows["good"]["api_version"] == "1.6"
     assert rows["v1"]["api_version"] == "1.0" and rows["broken"]["api_version"] is None
 
 
@@ -229,10 +229,10 @@ def test_two_distributions_claiming_one_name_are_both_reported(installed):
 @pytest.mark.parametrize("name, status, reason", [
     ("v1", "ok", None),
     ("v1_0", "ok", None),
-    ("v1_6", "incompatible", "written for plugin API 1.6; this vaezoo provides 1.5: upgrade vaezoo"),
-    ("v2", "incompatible", "written for plugin API 2.0; this vaezoo provides 1.5: upgrade vaezoo"),
+    ("v1_7", "incompatible", "written for plugin API 1.7; this vaezoo provides 1.6: upgrade vaezoo"),
+    ("v2", "incompatible", "written for plugin API 2.0; this vaezoo provides 1.6: upgrade vaezoo"),
     ("v0_9", "incompatible",
-     "written for plugin API 0.9; this vaezoo provides 1.5: the plugin needs a release for plugin API 1.x"),
+     "written for plugin API 0.9; this vaezoo provides 1.6: the plugin needs a release for plugin API 1.x"),
     ("vtext", "broken",
      "versions:VText is not a modality: api_version '1.1' is neither an integer N nor a tuple (major, minor) of integers"),
 ])
@@ -244,15 +244,15 @@ def test_api_version_major_and_minor(installed, name, status, reason):
 
 
 def test_version_rules():
-    assert PLUGIN_API_VERSION == (1, 5) and str(PLUGIN_API_VERSION) == "1.5"
+    assert PLUGIN_API_VERSION == (1, 6) and str(PLUGIN_API_VERSION) == "1.6"
     assert parse_api_version(1) == (1, 0) and parse_api_version((1, 1)) == ApiVersion(1, 1)
     for bad in (True, "1", 1.1, (1,), (1, "1"), (1, 2, 3), -1, [1, 1]):
         with pytest.raises(ValueError):
             parse_api_version(bad)
     assert api_version_problem(ApiVersion(1, 0)) is None and api_version_problem(ApiVersion(1, 1)) is None
     assert api_version_problem(ApiVersion(1, 2)) is None and api_version_problem(ApiVersion(1, 3)) is None
-    assert api_version_problem(ApiVersion(1, 4)) is None and api_version_problem(ApiVersion(1, 5)) is None
-    assert api_version_problem(ApiVersion(1, 6)).endswith("upgrade vaezoo")
+    assert api_version_problem(ApiVersion(1, 4)) is None and api_version_problem(ApiVersion(1, 6)) is None
+    assert api_version_problem(ApiVersion(1, 7)).endswith("upgrade vaezoo")
 
 
 def test_a_plugin_that_exits_at_import_breaks_nothing_else(installed, tmp_path, monkeypatch):

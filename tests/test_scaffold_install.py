@@ -31,7 +31,7 @@ def test_scaffold_installs_discovers_checks_trains_and_passes_its_tests(tmp_path
         listed = run("-m", "vaezoo.cli", "plugins", "--json")
         assert listed.returncode == 0, listed.stderr
         row = {p["name"]: p for p in json.loads(listed.stdout)["plugins"]}[name]
-        assert (row["status"], row["distribution"], row["api_version"]) == ("ok", f"vaezoo-scaffolded-{os.getpid()}", "1.5")
+        assert (row["status"], row["distribution"], row["api_version"]) == ("ok", f"vaezoo-scaffolded-{os.getpid()}", "1.6")
         assert row["location"] == str(root / f"vaezoo_{name}" / "modality.py")
         # Listing it read the class's attributes without torch: the template imports torch in methods.
         cheap = run("-c", f"import sys, vaezoo_{name}; print(sorted({{'torch', 'numpy'}} & set(sys.modules)))")

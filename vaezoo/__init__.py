@@ -36,6 +36,10 @@ _EXPORTS = {
     "progress": "vaezoo.core.progress",
     "cached_folder": "vaezoo.core.data_cache",
     "file_fingerprint": "vaezoo.core.data_cache",
+    "hf_splits": "vaezoo.core.hf_data",
+    "hf_batches": "vaezoo.core.hf_data",
+    "hf_columns": "vaezoo.core.hf_data",
+    "HFBatch": "vaezoo.core.hf_data",
     "save_png_grid": "vaezoo.core.images",
     "DiagonalGaussian": "vaezoo.core.distributions",
     "StandardNormal": "vaezoo.core.distributions",
@@ -78,6 +82,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from vaezoo.core.images import save_png_grid
     from vaezoo.core.progress import progress
     from vaezoo.core.data_cache import cached_folder, file_fingerprint
+    from vaezoo.core.hf_data import HFBatch, hf_batches, hf_columns, hf_splits
     from vaezoo.core.seeds import derive_seed
     from vaezoo.core.likelihoods import Bernoulli, Categorical, Gaussian, Laplace, Likelihood
     from vaezoo.core.model import VAE

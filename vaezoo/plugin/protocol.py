@@ -52,9 +52,10 @@ class ApiVersion(NamedTuple):
 #: stage); 1.4 added the class condition: decoder_input_dim, encoder_condition_dim and the
 #: embedded condition in batch["condition"] (a conditional VAE), output_module (what
 #: `vaezoo export --part output` appends to the decoder) and export_decoder (a scriptable
-#: decoder, for text generation); 1.5 added the public progress bar (vaezoo.progress).
-#: docs/plugins.md has the table and the rule for plugin authors.
-PLUGIN_API_VERSION = ApiVersion(1, 5)
+#: decoder, for text generation); 1.5 added the public progress bar (vaezoo.progress) and
+#: cached_folder / file_fingerprint; 1.6 the Hugging Face data-set reader (vaezoo.hf_splits,
+#: hf_batches, hf_columns). docs/plugins.md has the table and the rule for plugin authors.
+PLUGIN_API_VERSION = ApiVersion(1, 6)
 #: the first plugin API whose plugins size their networks for a conditional recipe
 CONDITION_API = ApiVersion(1, 4)
 SPLITS = ("train", "validation", "test")
