@@ -59,3 +59,19 @@ def test_a_folder_is_written_whole_into_a_new_or_empty_folder_only(tmp_path):
     empty.mkdir()
     assert cli("export", FIXTURE, "--format", "folder", "--out", empty).exit_code == 0
     assert (empty / "best.safetensors").exists()
+
+
+def test_a_folder_leaves_out_a_large_request_s_every_example_files(tmp_path):
+    """`sample -n 20000` into the run's samples/ streams every sample into STEM-all.*: a shared
+    folder keeps the previews only."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(FIXTURE, run)
+    (run / "samples" / "big-all.safetensors").write_bytes(b"x" * 1000)
+    (run / "samples" / "big-all.txt").write_text("every line\n")
+    (run / "samples" / "big.csv").write_text("a preview\n")
+    assert cli("export", run, "--format", "folder", "--out", tmp_path / "shared").exit_code == 0
+    shared = sorted(p.name for p in (tmp_path / "shared" / "samples").iterdir())
+    assert "big.csv" in shared and not [name for name in shared if "-all." in name]
+    assert "big-all" not in (tmp_path / "shared" / "README.md").read_text()

@@ -20,6 +20,7 @@ import json
 import shutil
 from pathlib import Path
 
+from vaezoo.analysis.batched import ALL
 from vaezoo.core.errors import InputError
 from vaezoo.core.files import write_json, write_text
 from vaezoo.core.version import __version__
@@ -56,8 +57,9 @@ def write_model_folder(run, out: Path) -> list[Path]:
             shutil.copy2(path, staging / path.name)
         if (run.path / EVAL).is_file():
             shutil.copy2(run.path / EVAL, staging / EVAL)
-        if (run.path / "samples").is_dir():
-            shutil.copytree(run.path / "samples", staging / "samples")
+        if (run.path / "samples").is_dir():   # the previews; not a large request's every-example files
+            shutil.copytree(run.path / "samples", staging / "samples",
+                            ignore=shutil.ignore_patterns(f"*{ALL}.safetensors", f"*{ALL}.txt"))
         write_json(staging / MANIFEST, manifest(run))
         write_text(staging / CARD, model_card(run, staging))
         if out.exists():
