@@ -8,20 +8,30 @@ from typing import Literal
 
 from vaezoo import option
 
+LABEL_COLUMN = "label"   # data.label_column's default: a data set without it simply has no labels
+
 
 @dataclass
 class DataConfig:
     path: Path = option(
-        help="an MNIST-format folder (train-images-idx3-ubyte[.gz] ...) or a folder of PNG/JPEG images",
+        help="an MNIST-format folder (train-images-idx3-ubyte[.gz] ...), a folder of PNG/JPEG images, or (format 'hf') "
+             "a Hugging Face dataset on disk: a save_to_disk folder, a .parquet file or a folder of them",
         must_exist=True,
     )
-    format: Literal["auto", "idx", "folder"] = option(
-        "auto", help="'idx' for MNIST-format files, 'folder' for images; 'auto' looks for train-images-idx3-ubyte[.gz]"
+    format: Literal["auto", "idx", "folder", "hf"] = option(
+        "auto", help="'idx' for MNIST-format files, 'folder' for images, 'hf' for a Hugging Face dataset on disk (read "
+                     "with pyarrow, never downloaded); 'auto' looks for train-images-idx3-ubyte[.gz], then for "
+                     "state.json, dataset_dict.json or .parquet files"
+    )
+    image_column: str = option("image", help="format 'hf': the column of images (an Image feature, or encoded bytes)")
+    label_column: str = option(
+        LABEL_COLUMN, help="format 'hf', labels = true: the column of integer classes (a ClassLabel column gives "
+                           "label_names); a data set without a 'label' column has no labels"
     )
     size: int = option(28, min=1, help="images are center-cropped to a square and resized to size x size pixels")
     color: Literal["gray", "rgb"] = option("gray", help="channels: 'gray' (1) or 'rgb' (3)")
     labels: bool = option(
-        True, help="attach integer labels when the data has them: IDX label files, or class sub-folders"
+        True, help="attach integer labels when the data has them: IDX label files, class sub-folders, or label_column"
     )
     binarize: Literal["none", "dynamic"] = option(
         "none",
@@ -31,12 +41,14 @@ class DataConfig:
         0.1, gt=0.0, max=0.5, help="share of the training data held out for validation when there is no validation split"
     )
     test_fraction: float = option(
-        0.1, gt=0.0, max=0.5, help="share held out for testing when an image folder has no test/ sub-folder"
+        0.1, gt=0.0, max=0.5, help="share held out for testing when an image folder has no test/ sub-folder "
+                                   "(a Hugging Face dataset no test split)"
     )
     split_seed: int = option(0, min=0, help="seed of the held-out splits (kept apart from the training seed)")
     max_train_examples: int = option(0, min=0, help="train on a seeded random subset of this size (0 = all)")
     label_names: list[str] = option(
-        [], help="names of the integer labels (index i -> name) for legends; class sub-folders name themselves"
+        [], help="names of the integer labels (index i -> name) for legends; class sub-folders and ClassLabel "
+                 "columns name themselves"
     )
     factors: bool = option(
         False,

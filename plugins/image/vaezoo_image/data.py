@@ -1,14 +1,17 @@
-"""Image data: MNIST-format IDX files and folders of PNG/JPEG images.
+"""Image data: MNIST-format IDX files, folders of PNG/JPEG images, Hugging Face data sets.
 
 Every split is a map-style dataset whose items are ``{"x": float [C, H, W] in [0, 1]}``
 plus ``"label"`` (a long scalar) when the data has labels, and ``"factors"`` (long ``[F]``,
-ground-truth factor indices) with ``data.factors = true``. Two layouts are read:
+ground-truth factor indices) with ``data.factors = true``. Three sources are read:
 
 - IDX (MNIST, Fashion-MNIST, KMNIST): ``train-images-idx3-ubyte[.gz]`` with its labels file
   gives train and validation (a seeded hold-out), ``t10k-*`` gives test.
 - An image folder: either ``train/``, optional ``validation/`` (or ``val/``) and optional
   ``test/`` sub-folders, or a single folder from which validation and test are held out.
   With ``labels = true`` the first sub-folder level names the classes (sorted by name).
+- A Hugging Face ``datasets`` data set on disk (``format = "hf"``, see ``hf_source``).
+
+IDX and Hugging Face images are decoded once into the run directory and memory-mapped.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import gzip
 import json
 import zlib
 from pathlib import Path
-from typing import Sequence
+from typing import IO, TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import torch
@@ -30,6 +33,9 @@ from vaezoo import SPLITS, InputError, derive_seed, split_indices
 
 from vaezoo_image.config import DataConfig
 from vaezoo_image.shapes import FACTORS_JSON   # factor names beside {train,t10k}-factors-idx2-ubyte
+
+if TYPE_CHECKING:
+    from vaezoo_image.hf_source import HFSource
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -158,8 +164,10 @@ def resize_tensor(images: torch.Tensor, size: int, color: str) -> torch.Tensor:
 # -- image files -----------------------------------------------------------------------------
 
 
-def load_image(path: Path, size: int, color: str) -> torch.Tensor:
-    """One PNG/JPEG as uint8 ``[C, size, size]``: center-cropped to a square, then resized."""
+def load_image(path: Path | IO[bytes], size: int, color: str, where: str = "") -> torch.Tensor:
+    """One PNG/JPEG (a file, or its bytes in a file object) as uint8 ``[C, size, size]``:
+    center-cropped to a square, then resized. Errors name ``where`` (default: the path)."""
+    where = where or str(path)
     try:
         with Image.open(path) as opened:
             image: Image.Image = ImageOps.exif_transpose(opened)  # phones store rotation as a tag
@@ -171,10 +179,10 @@ def load_image(path: Path, size: int, color: str) -> torch.Tensor:
             image = ImageOps.fit(image, (size, size), method=Image.Resampling.BICUBIC)
             array = np.asarray(image, dtype=np.uint8)
     except FileNotFoundError:
-        raise InputError(f"{path}: image file not found") from None
+        raise InputError(f"{where}: image file not found") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         # UnidentifiedImageError and truncated data are OSErrors; broken headers raise the others.
-        raise InputError(f"{path}: cannot read image ({err})") from None
+        raise InputError(f"{where}: cannot read image ({err})") from None
     tensor = torch.from_numpy(array.copy())
     return tensor.unsqueeze(0) if tensor.dim() == 2 else tensor.permute(2, 0, 1).contiguous()
 
@@ -246,7 +254,8 @@ class ImageDataset(Dataset):
 
 
 class TensorImageDataset(ImageDataset):
-    """Images held in memory as one uint8 tensor ``[N, C, H, W]`` (IDX data)."""
+    """Images as one uint8 tensor ``[N, C, H, W]``, in memory or memory-mapped (IDX and
+    Hugging Face data)."""
 
     def __init__(self, images: torch.Tensor, labels, indices, binarize, fixed_seed, factors=None):
         super().__init__(indices, labels, binarize, fixed_seed, factors)
@@ -288,7 +297,7 @@ class FolderImageDataset(ImageDataset):
 # -- sources: which examples form which split --------------------------------------------------
 
 
-def _check_split(split: str) -> None:
+def check_split(split: str) -> None:
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
 
@@ -298,12 +307,43 @@ def eval_seed(cfg: DataConfig, split: str) -> int | None:
     return None if split == "train" else cfg.split_seed * len(SPLITS) + SPLITS.index(split)
 
 
-def _subset(indices: list[int], limit: int, seed: int) -> list[int]:
+def held_out(n: int, cfg: DataConfig, *, validation: bool, test: bool) -> dict[str, list[int]]:
+    """The examples of each split, of ``n`` in one source, when the ``validation`` and/or
+    ``test`` splits are held out of it (seeded by ``data.split_seed``); a split that is not
+    held out is absent."""
+    rest, indices = list(range(n)), {}
+    if test:
+        rest, indices["test"] = split_indices(n, cfg.test_fraction, cfg.split_seed)
+    if validation:
+        # After a test hold-out, validation comes from what is left, with a seed of its own.
+        keep, held = split_indices(len(rest), cfg.validation_fraction, cfg.split_seed + 1 if test else cfg.split_seed)
+        rest, indices["validation"] = [rest[i] for i in keep], [rest[i] for i in held]
+    indices["train"] = rest
+    return indices
+
+
+def train_subset(indices: list[int], limit: int, seed: int) -> list[int]:
     """A seeded random subset of ``indices`` (sorted), or all of them when ``limit`` is 0."""
     if not limit or limit >= len(indices):
         return indices
     perm = torch.randperm(len(indices), generator=torch.Generator().manual_seed(seed)).tolist()
     return sorted(indices[p] for p in perm[:limit])
+
+
+def memmap_tensor(path: Path, dtype: type, shape: Sequence[int]) -> torch.Tensor:
+    """The raw file ``path`` as a tensor, memory-mapped (pages are read as batches need them)."""
+    if not shape[0]:
+        return torch.from_numpy(np.zeros(tuple(shape), dtype=dtype))
+    # Copy-on-write: torch may take it as writable, and nothing is ever written back.
+    return torch.from_numpy(np.memmap(path, dtype=dtype, mode="c", shape=tuple(shape)))
+
+
+def cached_images(folder: Path, fingerprint: dict, build: Callable[[Path], dict]) -> tuple[Path, dict, torch.Tensor]:
+    """(folder, manifest, images) of images decoded once into ``folder`` (``vaezoo.cached_folder``):
+    ``build(staging)`` writes uint8 ``[N, C, H, W]`` images to ``staging / "images.u8"`` and
+    returns the manifest with their "shape"; the images come back memory-mapped."""
+    folder, manifest = vaezoo.cached_folder(folder, {"image_data_format": 1, **fingerprint}, build)
+    return folder, manifest, memmap_tensor(folder / "images.u8", np.uint8, manifest["shape"])
 
 
 class IdxSource:
@@ -322,18 +362,12 @@ class IdxSource:
         if self.cache is None:
             return resize_tensor(read_idx_images(path), self.cfg.size, self.cfg.color)
         cfg = self.cfg
-        fingerprint = {"image_data_format": 1, "size": cfg.size, "color": cfg.color,
-                       "files": vaezoo.file_fingerprint([path])}
+        fingerprint = {"size": cfg.size, "color": cfg.color, "files": vaezoo.file_fingerprint([path])}
 
         def build(staging: Path) -> dict:
             return {"shape": list(stream_idx_images(path, cfg.size, cfg.color, staging / "images.u8"))}
 
-        folder, manifest = vaezoo.cached_folder(self.cache / prefix, fingerprint, build)
-        shape = tuple(manifest["shape"])
-        if not shape[0]:
-            return torch.zeros(shape, dtype=torch.uint8)
-        # Copy-on-write: torch may take it as writable, and nothing is ever written back.
-        return torch.from_numpy(np.memmap(folder / "images.u8", dtype=np.uint8, mode="c", shape=shape))
+        return cached_images(self.cache / prefix, fingerprint, build)[2]
 
     def _load(self, prefix: str) -> tuple[torch.Tensor, torch.Tensor | None]:
         if prefix not in self._cache:
@@ -375,7 +409,7 @@ class IdxSource:
         return [str(n) for n in names] if isinstance(names, list) else None
 
     def split(self, split: str) -> Dataset:
-        _check_split(split)
+        check_split(split)
         cfg = self.cfg
         if split == "test":
             images, labels = self._load("t10k")
@@ -386,7 +420,7 @@ class IdxSource:
         train, validation = split_indices(len(images), cfg.validation_fraction, cfg.split_seed)
         if split == "validation":
             return TensorImageDataset(images, labels, validation, cfg.binarize, eval_seed(cfg, split), factors)
-        train = _subset(train, cfg.max_train_examples, cfg.split_seed)
+        train = train_subset(train, cfg.max_train_examples, cfg.split_seed)
         return TensorImageDataset(images, labels, train, cfg.binarize, None, factors)
 
 
@@ -421,19 +455,16 @@ class FolderSource:
         files = self._files_of(root)
         labels = folder_labels(root, files, self.classes) if self.classes else None
         if split == "train":
-            indices = _subset(indices, c.max_train_examples, c.split_seed)
+            indices = train_subset(indices, c.max_train_examples, c.split_seed)
         return FolderImageDataset(files, labels, indices, c.binarize, eval_seed(c, split), size=c.size, color=c.color)
 
     def split(self, split: str) -> Dataset:
-        _check_split(split)
+        check_split(split)
         cfg = self.cfg
         train_root = self._split_root("train")
         if train_root is None:
             # One folder: test is held out first, then validation from what is left.
-            n = len(self._files_of(cfg.path))
-            rest, test = split_indices(n, cfg.test_fraction, cfg.split_seed)
-            keep, held = split_indices(len(rest), cfg.validation_fraction, cfg.split_seed + 1)
-            indices = {"train": [rest[i] for i in keep], "validation": [rest[i] for i in held], "test": test}
+            indices = held_out(len(self._files_of(cfg.path)), cfg, validation=True, test=True)
             return self._dataset(split, cfg.path, indices[split])
         root = self._split_root(split)
         if split == "test" and root is None:
@@ -442,20 +473,34 @@ class FolderSource:
             assert root is not None  # train/ exists, and so does this split's folder (test was checked above)
             return self._dataset(split, root, list(range(len(self._files_of(root)))))
         # No validation/ folder: validation is held out of train/.
-        keep, held = split_indices(len(self._files_of(train_root)), cfg.validation_fraction, cfg.split_seed)
-        return self._dataset(split, train_root, keep if split == "train" else held)
+        indices = held_out(len(self._files_of(train_root)), cfg, validation=True, test=False)
+        return self._dataset(split, train_root, indices[split])
 
 
-def open_source(cfg: DataConfig, cache: Path | None = None) -> IdxSource | FolderSource:
-    """The data source the config describes, checked for the right layout. IDX images are
-    decoded once into ``cache`` (a folder in the run directory) and memory-mapped, when given."""
+def is_hf(path: Path) -> bool:
+    """Whether ``path`` looks like a Hugging Face data set on disk: a save_to_disk folder (its
+    state.json or dataset_dict.json), a .parquet file or a folder holding some."""
+    if path.is_file():
+        return path.suffix == ".parquet"
+    return (path / "state.json").is_file() or (path / "dataset_dict.json").is_file() or any(path.glob("*.parquet"))
+
+
+def open_source(cfg: DataConfig, cache: Path | None = None) -> IdxSource | FolderSource | HFSource:
+    """The data source the config describes, checked for the right layout. IDX and Hugging Face
+    images are decoded once into ``cache`` (a folder in the run directory) and memory-mapped."""
+    has_idx = cfg.path.is_dir() and any(find_idx(cfg.path, prefix, "images-idx3") for prefix in ("train", "t10k"))
+    fmt = cfg.format if cfg.format != "auto" else "idx" if has_idx else "hf" if is_hf(cfg.path) else "folder"
+    if fmt != "idx" and cfg.factors:
+        raise InputError(f"{cfg.path}: data.factors = true needs IDX data with {{train,t10k}}-factors-idx2-ubyte[.gz] "
+                         "(python -m vaezoo_image.shapes writes them), not "
+                         f"{'a Hugging Face dataset' if fmt == 'hf' else 'an image folder'}; set data.factors = false")
+    if fmt == "hf":
+        from vaezoo_image.hf_source import HFSource
+
+        return HFSource(cfg, cache)
     if not cfg.path.is_dir():
-        raise InputError(f"{cfg.path}: data.path must be a folder (of IDX files or of images)")
-    has_idx = any(find_idx(cfg.path, prefix, "images-idx3") for prefix in ("train", "t10k"))
-    fmt = cfg.format if cfg.format != "auto" else ("idx" if has_idx else "folder")
+        raise InputError(f"{cfg.path}: data.path must be a folder (of IDX files or of images) or, with "
+                         "data.format = 'hf', a Hugging Face dataset (a saved folder or .parquet files)")
     if fmt == "idx" and not has_idx:
         raise InputError(f"{cfg.path}: data.format = 'idx' but neither train- nor t10k-images-idx3-ubyte[.gz] is there")
-    if fmt == "folder" and cfg.factors:
-        raise InputError(f"{cfg.path}: data.factors = true needs IDX data with {{train,t10k}}-factors-idx2-ubyte[.gz] "
-                         "(python -m vaezoo_image.shapes writes them), not an image folder; set data.factors = false")
     return IdxSource(cfg, cache) if fmt == "idx" else FolderSource(cfg)

@@ -15,7 +15,7 @@ from vaezoo import InputError, Modality
 
 from vaezoo_image.config import DataConfig, ModelConfig
 
-IMAGE_CACHE = "image-data"   # IDX images decoded once, memory-mapped (vaezoo_image.data.IdxSource)
+IMAGE_CACHE = "image-data"   # IDX and Hugging Face images decoded once, memory-mapped (vaezoo_image.data)
 
 if TYPE_CHECKING:
     import torch
@@ -23,19 +23,20 @@ if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
     from vaezoo_image.data import FolderSource, IdxSource
+    from vaezoo_image.hf_source import HFSource
 
 
 class ImageModality(Modality):
     name = "image"
     api_version = vaezoo.PLUGIN_API_VERSION
     sections = {"data": DataConfig, "model": ModelConfig}
-    description = "images: MNIST-format IDX files or PNG/JPEG folders; conv or MLP networks; PNG grids"
+    description = "images: MNIST-format IDX, PNG/JPEG folders, Hugging Face datasets on disk; conv or MLP networks; PNG grids"
     # `vaezoo plugins check image` reads no data (see example_batch): the path is a placeholder.
     example_recipe = {"data": {"path": "."}}
 
     def __init__(self, recipe, run_dir: Path | None = None):
         super().__init__(recipe, run_dir)
-        self._source: IdxSource | FolderSource | None = None  # opened on first use: sampling from a run needs no data
+        self._source: IdxSource | FolderSource | HFSource | None = None  # opened on first use: sampling from a run needs no data
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -44,7 +45,7 @@ class ImageModality(Modality):
         return (1 if d.color == "gray" else 3, d.size, d.size)
 
     # -- data -------------------------------------------------------------------------------
-    def _open_source(self) -> IdxSource | FolderSource:
+    def _open_source(self) -> IdxSource | FolderSource | HFSource:
         if self._source is None:
             from vaezoo_image import data
 
@@ -58,7 +59,7 @@ class ImageModality(Modality):
     @property
     def label_names(self) -> list[str] | None:
         """``data.label_names`` when the recipe gives them (IDX labels are bare integers), else
-        the class sub-folder names of an image folder."""
+        the class sub-folder names of an image folder or a ClassLabel column's names."""
         if self.recipe.data.label_names:
             return list(self.recipe.data.label_names)
         return getattr(self._open_source(), "classes", None)

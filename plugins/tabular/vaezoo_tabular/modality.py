@@ -1,4 +1,5 @@
-"""The tabular modality: rows of a CSV table with real and categorical columns, some cells missing."""
+"""The tabular modality: rows of a table (a CSV file, or a Hugging Face data set on disk) with real
+and categorical columns, some cells missing."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING, Literal, Sequence
 import vaezoo
 from vaezoo import InputError, VaezooError, option
 
+from vaezoo_tabular.hf_table import is_hf, read_hf_table
 from vaezoo_tabular.table import DEFAULT_MISSING, Table, read_table
 
 if TYPE_CHECKING:  # torch, the schema, the networks and the writers load when an instance needs them
@@ -25,7 +27,15 @@ SCHEMA = "schema.json"
 
 @dataclass
 class DataConfig:
-    path: Path = option(help="the CSV table: a header row, then one row per record", must_exist=True)
+    path: Path = option(help="the table: a CSV file (a header row, then one row per record), or (format 'hf') a "
+                             "Hugging Face data set on disk", must_exist=True)
+    format: Literal["auto", "csv", "hf"] = option(
+        "auto", help="'csv': path is a CSV file; 'hf': a Hugging Face datasets data set on disk, never downloaded "
+                     "(a save_to_disk folder of a Dataset or DatasetDict, a .parquet file or a folder of them; "
+                     "needs pyarrow: pip install 'vaezoo-tabular[hf]'), read as the same table a CSV of it would be "
+                     "(nulls missing, ClassLabel columns their class names, bools True/False; list, struct and "
+                     "binary columns must be dropped), a DatasetDict's validation and test splits used as given; "
+                     "'auto': a folder or a .parquet file is 'hf', any other file 'csv'")
     categorical: list[str] = option([], help="columns to model as categorical even if every value is a number")
     real: list[str] = option([], help="columns that must be real-valued (a non-number there is an error)")
     drop: list[str] = option([], help="columns to ignore (identifiers, free text)")
@@ -84,7 +94,8 @@ class _Rows(_Dataset):
 class TabularModality(vaezoo.Modality):
     name = "tabular"
     api_version = vaezoo.PLUGIN_API_VERSION
-    description = "Mixed real/categorical tables from CSV with missing cells (HI-VAE-style masked likelihood, imputation)"
+    description = ("Mixed real/categorical tables from CSV or Hugging Face datasets with missing cells "
+                   "(HI-VAE-style masked likelihood, imputation)")
     sections = {"data": DataConfig, "model": ModelConfig}
     example_recipe = {"data": {"path": "examples/health.csv"}, "model": {"hidden": [16]}, "latent": {"dim": 2}}
     recipe_folder = "recipes"     # vaezoo recipes lists tabular-health; vaezoo train tabular-health finds it
@@ -98,20 +109,27 @@ class TabularModality(vaezoo.Modality):
 
     def table(self) -> Table:
         if self._table is None:
-            self._table = read_table(self.recipe.data.path, self.recipe.data.missing)
+            data = self.recipe.data
+            if is_hf(data.path, data.format):
+                self._table = read_hf_table(data.path, data.missing, data.drop)
+            else:
+                self._table = read_table(data.path, data.missing)
         return self._table
 
     def split_rows(self) -> dict[str, list[int]]:
-        """Row indices per split: seeded, disjoint; a split with fraction 0 is the training rows."""
-        data = self.recipe.data
-        n = len(self.table().rows)
-        rest, test = vaezoo.split_indices(n, data.test_fraction, data.split_seed)
+        """Row indices per split: seeded, disjoint; a split with fraction 0 is the training rows. A split
+        the table gives itself (a DatasetDict's) is used as it is, and no rows are held out for it."""
+        data, given = self.recipe.data, self.table().given
+        n = len(self.table().rows) - sum(len(rows) for rows in given.values())   # the train rows come first
+        test_fraction = 0.0 if "test" in given else data.test_fraction
+        validation_fraction = 0.0 if "validation" in given else data.validation_fraction
+        rest, test = vaezoo.split_indices(n, test_fraction, data.split_seed)
         # validation's share of the remaining rows, so the fractions stay fractions of the whole table
-        share = data.validation_fraction / (1.0 - data.test_fraction)
+        share = validation_fraction / (1.0 - test_fraction)
         keep, validation = vaezoo.split_indices(len(rest), share, data.split_seed + 1)
         train = [rest[i] for i in keep]
-        validation = [rest[i] for i in validation] or train
-        return {"train": train, "validation": validation, "test": test or train}
+        validation = given.get("validation") or [rest[i] for i in validation] or train
+        return {"train": train, "validation": validation, "test": given.get("test") or test or train}
 
     def fit(self, run_dir: Path) -> None:
         from vaezoo_tabular.columns import Schema

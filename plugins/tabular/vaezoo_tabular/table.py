@@ -8,7 +8,7 @@ imputed CSV writes observed cells back exactly as they were read.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from vaezoo import InputError
@@ -18,12 +18,17 @@ DEFAULT_MISSING = ("", "NA", "?")
 
 @dataclass
 class Table:
-    """A parsed CSV: column names, rows of cells (None = missing), and each row's line number."""
+    """A parsed CSV: column names, rows of cells (None = missing), and each row's line number.
+
+    ``given``: the rows of the validation and test splits the source names itself (a Hugging
+    Face DatasetDict's, see hf_table.py); a CSV names none, and its splits are held out by fraction.
+    """
 
     path: Path
     columns: list[str]
     rows: list[list[str | None]]
     lines: list[int]
+    given: dict[str, list[int]] = field(default_factory=dict)
 
 
 def read_table(path: str | Path, missing: tuple[str, ...] | list[str] = DEFAULT_MISSING) -> Table:
