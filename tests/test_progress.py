@@ -62,3 +62,27 @@ def test_eval_reports_mi_with_its_ceiling(labelled_run, tmp_path):
     assert 0.0 <= saved["mutual_information"] <= math.log(n)
     row = next(line for line in result.stdout.splitlines() if line.startswith("mutual information"))
     assert f"{saved['mutual_information']:.4f} (at most log N = {math.log(n):.2f}" in row
+
+
+@pytest.mark.parametrize("shown", [True, False])
+def test_a_trainer_without_its_bar_silences_the_plugin_s_bars_too(tmp_path, shown):
+    """Trainer(progress_bar=False), what `vaezoo train --no-progress` makes, silences the bars of
+    data preparation (a plugin's vaezoo.progress in fit or dataset) and evaluation as well."""
+    from tiny_modality import TINY_RECIPE
+    from vaezoo.core import progress as progress_module
+    from vaezoo.plugin.recipes import load_recipe
+    from vaezoo.train.hooks import Hook
+    from vaezoo.train.trainer import Trainer
+
+    seen = []
+
+    class Probe(Hook):
+        name = "probe"
+
+        def on_setup(self, trainer):
+            seen.append(progress_module._show)
+
+    (tmp_path / "tiny.toml").write_text(TINY_RECIPE)
+    recipe = load_recipe(tmp_path / "tiny.toml", ["train.epochs=1", "train.samples=0", "eval.iw_samples=0"])
+    Trainer(recipe, tmp_path / "run", hooks=[Probe()], progress_bar=shown, echo=lambda m: None).fit()
+    assert seen == [shown] and progress_module._show   # restored after fit

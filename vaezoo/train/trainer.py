@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from vaezoo.config.recipe import Recipe
 from vaezoo.core.batches import Batch, channels_last, pin_memory, to_device
+from vaezoo.core.progress import progress_bars
 from vaezoo.core.data import EpochBatchSampler, examples_at, first_examples, random_batches
 from vaezoo.core.errors import RecipeError, RunDirError, TrainingDiverged
 from vaezoo.core.estimators import EvalResult
@@ -352,7 +353,10 @@ class Trainer:
             ctx.barrier()  # every rank has looked before rank 0 creates anything
             existed = self.run_dir.exists()
             try:
-                return self._fit()
+                # progress_bar=False (--no-progress) silences every bar, the plugin's data
+                # preparation (decoding, tokenizing) and the evaluation's too.
+                with progress_bars(self.progress_bar):
+                    return self._fit()
             except TrainingDiverged:
                 raise              # its metrics show how it diverged; --resume can start it over
             except BaseException:
