@@ -29,10 +29,10 @@ from tqdm import tqdm
 
 from vaezoo.config.recipe import Recipe
 from vaezoo.core.batches import Batch, channels_last, pin_memory, to_device
-from vaezoo.core.progress import progress_bars
 from vaezoo.core.data import EpochBatchSampler, examples_at, first_examples, random_batches
 from vaezoo.core.errors import RecipeError, RunDirError, TrainingDiverged
 from vaezoo.core.estimators import EvalResult
+from vaezoo.core.progress import progress_bars
 from vaezoo.core.model import VAE
 from vaezoo.core.files import is_temporary, remove_temporaries, write_json, write_text
 from vaezoo.core.objectives import ObjectiveOutput, build_objective

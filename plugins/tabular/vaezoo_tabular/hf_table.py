@@ -69,7 +69,8 @@ def _cells(batch: vaezoo.HFBatch, name: str, markers: set[str], dropped: bool) -
     if refused and dropped:
         return [None] * len(batch)
     if refused:
-        raise InputError(f"{batch.file}: column {name!r} is a {refused} column; {_DROP_IT}")
+        article = "an" if refused[:1].lower() in "aeiou" else "a"
+        raise InputError(f"{batch.file}: column {name!r} is {article} {refused} column; {_DROP_IT}")
     classes = batch.class_names(name)
     width = _FLOAT_WIDTH.get(str(feature.get("dtype"))) if isinstance(feature, dict) else None
     out: list[str | None] = []
