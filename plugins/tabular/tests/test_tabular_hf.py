@@ -193,3 +193,27 @@ def test_train_on_bad_hugging_face_data_is_one_line_exit_2(tmp_path, data, messa
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message in errors[0] and "Traceback" not in result.output, result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_commands_take_hugging_face_tables_as_inputs(sources):
+    """`vaezoo reconstruct` / `score` / `impute` inputs: a saved Dataset or a Parquet file gives
+    the batch its CSV gives; a missing path is one line, exit 2."""
+    root = sources / "inputs"
+    root.mkdir()
+    run = train_table(root, {"path": str(sources / "table.csv"), "drop": ["id"]})
+    modality = vaezoo.open_run(run, device="cpu").modality
+    from_csv = modality.load_inputs([str(sources / "table.csv")])
+    for name in ("saved", "table.parquet"):
+        batch = modality.load_inputs([str(sources / name)])
+        assert batch.keys() == from_csv.keys()
+        assert torch.equal(batch["x"], from_csv["x"]) and torch.equal(batch["mask"], from_csv["mask"])
+    both = modality.load_inputs([str(sources / "table.csv"), str(sources / "table.parquet")])
+    assert len(both["x"]) == 160
+    result = CliRunner().invoke(main, ["score", str(run), str(sources / "nowhere.parquet"), "--out",
+                                       str(root / "scores.csv")])
+    assert result.exit_code == 2 and "nowhere.parquet: not found" in result.output.strip().splitlines()[-1]
+    assert not (root / "scores.csv").exists()
+    result = CliRunner().invoke(main, ["score", str(run), str(sources / "table.parquet"), "--out",
+                                       str(root / "scores.csv")])
+    assert result.exit_code == 0, result.output
+    assert len((root / "scores.csv").read_text().splitlines()) == 81

@@ -182,17 +182,24 @@ class TabularModality(vaezoo.Modality):
         return batch
 
     def load_inputs(self, items: Sequence[str]) -> dict:
-        """CSV files with (at least) the training table's columns; their missing cells get imputed.
-        With ``data.label_column``, a file that has that column gives its rows' classes as ``"label"``
-        (what a conditional model reads); every file must then have it, or none."""
+        """Tables with (at least) the training table's columns: CSV files, or Hugging Face data sets
+        on disk (a saved folder or .parquet files: all their rows, train then validation then test);
+        their missing cells get imputed. With ``data.label_column``, a table that has that column
+        gives its rows' classes as ``"label"`` (what a conditional model reads); every table must
+        then have it, or none."""
         import torch
 
         parts: list[dict] = []
         label = self.schema().label
+        data = self.recipe.data
         for item in items:
-            if not Path(item).is_file():
-                raise InputError(f"{item}: not a file; the tabular modality reads CSV files (a header row, then rows)")
-            table = read_table(item, self.recipe.data.missing)
+            if is_hf(Path(item), "auto"):
+                table = read_hf_table(item, data.missing, data.drop)
+            elif Path(item).is_file():
+                table = read_table(item, data.missing)
+            else:
+                raise InputError(f"{item}: not found; the tabular modality reads CSV files (a header row, then rows) "
+                                 "and Hugging Face data sets on disk (a saved folder or .parquet files)")
             rows = self._rows(table, labels=label is not None and label in table.columns)
             if parts and (rows.label is None) != ("label" not in parts[0]):
                 raise InputError(f"{item}: some input tables have the label column {label!r} and some do not; "
