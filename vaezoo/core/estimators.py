@@ -26,6 +26,7 @@ from vaezoo.core.batches import Batch, batch_size, slice_batch, to_device
 from vaezoo.core.distributions import DiagonalGaussian
 from vaezoo.core.model import VAE
 from vaezoo.core.objectives import elbo_terms
+from vaezoo.core.seeds import derive_seed
 
 
 #: On a CPU, latents are decoded in blocks whose largest activation (the biggest tensor a
@@ -108,7 +109,11 @@ class _DecodeBlocks:
         return log_px
 
 
-def active_units(posterior_means: torch.Tensor, threshold: float = 0.01) -> tuple[int, torch.Tensor]:
+#: a latent dimension is active when its posterior mean varies more than this over the data (Burda et al. 2016)
+ACTIVE_UNIT_THRESHOLD = 0.01
+
+
+def active_units(posterior_means: torch.Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> tuple[int, torch.Tensor]:
     """Number of dimensions whose posterior mean has variance above ``threshold`` over the data."""
     variance = posterior_means.double().var(0, unbiased=True) if len(posterior_means) > 1 else torch.zeros(posterior_means.shape[-1])
     return int((variance > threshold).sum()), variance.float()
@@ -210,6 +215,73 @@ def evaluation_mode(vae, device, seed: int) -> Iterator[None]:
         vae.train(was_training)
 
 
+# A block's row (float64): its examples, whether the KL of each dimension is in closed form,
+# the sums of log p(x|z), KL, ELBO and log p(x) (IW); then per dimension the KL sum, the
+# posterior means' mean and their sum of squared deviations from it (3 * D numbers).
+_SUMS = 6
+
+
+def block_seed(seed: int, b: int) -> int:
+    """The seed of evaluation block ``b``'s draws. Block 0 keeps the evaluation's seed itself,
+    so an evaluation that fits in one batch gives the figures it gave before blocks were seeded."""
+    return seed if b == 0 else derive_seed(seed, "eval", b)
+
+
+def block_figures(vae: VAE, batch: Batch, iw_samples: int, chunk_size: int, keep: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One evaluation block's row of sums (float64, see ``_SUMS``), and the posteriors (mean,
+    log-variance) of its first ``keep`` examples for the aggregate posterior. Blocks come down
+    to sums and moments, so any grouping of them combines (``block_result``) to the same figures."""
+    terms = elbo_terms(vae, batch)   # the same terms training optimises
+    q = terms.posterior
+    ll = (iw_log_likelihood(vae, batch, iw_samples, chunk_size=chunk_size, posterior=q) if iw_samples > 0
+          else torch.zeros(1))   # q: the ELBO's posterior, one encoder pass for both
+    means = q.mean.detach().cpu().double()
+    center = means.mean(0)
+    closed_form = terms.kl_per_dim is not None     # a Monte-Carlo KL has no per-dimension split
+    kl_dims = terms.kl_per_dim.cpu().double().sum(0) if terms.kl_per_dim is not None else torch.zeros_like(center)
+    # Summed in float64 on the CPU (MPS has no float64), so no device rounds differently.
+    sums = [batch_size(batch), float(closed_form)] + [t.detach().cpu().double().sum().item() for t in (
+        terms.reconstruction, terms.kl, terms.elbo, ll)]
+    row = torch.cat([torch.tensor(sums, dtype=torch.float64), kl_dims, center, ((means - center) ** 2).sum(0)])
+    posterior = torch.cat([q.mean[:keep], q.logvar[:keep]], dim=1).float().cpu()
+    return row, posterior
+
+
+def block_result(table: torch.Tensor, posteriors: torch.Tensor, iw_samples: int, seed: int) -> EvalResult:
+    """The figures of every block's row (``table``, in block order) and the aggregate
+    posterior's ``posteriors`` (in example order): sums add up, the posterior means' variance
+    comes from the blocks' moments (Chan et al.'s pairwise rule), and the mutual information
+    draws from a seed of its own (so it does not depend on how many draws the blocks took)."""
+    if len(table) == 0:
+        raise ValueError("evaluation got no examples")
+    aggregate = DiagonalGaussian(*posteriors.chunk(2, dim=1))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(seed, "mutual_information"))
+        mi = mutual_information(aggregate).item()
+    counts = table[:, 0]
+    n = int(counts.sum())
+    totals = table[:, 2:_SUMS].sum(0) / n
+    dim = (table.shape[1] - _SUMS) // 3
+    kl_dims, centers, squares = table[:, _SUMS:].split(dim, dim=1)
+    mean = (counts[:, None] * centers).sum(0) / n
+    spread = squares.sum(0) + (counts[:, None] * (centers - mean) ** 2).sum(0)
+    variance = spread / (n - 1) if n > 1 else torch.zeros(dim, dtype=torch.float64)
+    return EvalResult(
+        n_examples=n,
+        elbo=totals[2].item(),
+        reconstruction=totals[0].item(),
+        kl=totals[1].item(),
+        iw_nll=-totals[3].item() if iw_samples > 0 else None,
+        iw_samples=iw_samples,
+        active_units=int((variance > ACTIVE_UNIT_THRESHOLD).sum()),
+        mutual_information=mi,
+        mutual_information_bound=math.log(len(aggregate.mean)),
+        mutual_information_examples=len(aggregate.mean),
+        kl_per_dim=(kl_dims.sum(0) / n).tolist() if bool(table[:, 1].all()) else [],
+        latent_dim=dim,
+    )
+
+
 def evaluate(
     vae: VAE,
     batches: Iterable[Batch],
@@ -220,55 +292,26 @@ def evaluate(
     chunk_size: int = 100,
     seed: int = 0,
 ) -> EvalResult:
-    """ELBO, KL, AU and MI over the batches, and the IW-NLL when ``iw_samples > 0``.
-
-    Runs under a forked RNG seeded with ``seed`` so evaluating never shifts the training
-    random stream and the same model always gets the same figures. The MI is over the
-    aggregate posterior of the first ``MI_MAX_EXAMPLES`` examples (see ``mutual_information``).
+    """ELBO, KL, AU and MI over the batches, and the IW-NLL when ``iw_samples > 0``, in one
+    process (``vaezoo.train.evaluation.ShardedEvaluation`` shares the same blocks out over
+    ranks, with the same figures). Each batch is a block whose draws come from
+    ``block_seed(seed, b)``, under a forked RNG, so evaluating never shifts the training random
+    stream and the same model always gets the same figures. The MI is over the aggregate
+    posterior of the first ``MI_MAX_EXAMPLES`` examples (see ``mutual_information``).
     """
-    totals = {"elbo": 0.0, "rec": 0.0, "kl": 0.0, "ll": 0.0}
-    kl_dims, means, mi_means, mi_logvars = [], [], [], []
-    n = 0
+    rows, posteriors, n = [], [], 0
     with evaluation_mode(vae, device, seed):
-        for batch in batches:
-            batch = to_device(batch, device)
+        for b, batch in enumerate(batches):
             if max_examples is not None and n >= max_examples:
                 break
+            batch = to_device(batch, device)
             if max_examples is not None and n + batch_size(batch) > max_examples:
                 batch = slice_batch(batch, slice(0, max_examples - n))
-            b = batch_size(batch)
-            terms = elbo_terms(vae, batch)   # the same terms training optimises
-            q, kl_dim = terms.posterior, terms.kl_per_dim
-            totals["rec"] += terms.reconstruction.sum().item()
-            totals["kl"] += terms.kl.sum().item()
-            totals["elbo"] += terms.elbo.sum().item()
-            if iw_samples > 0:
-                totals["ll"] += iw_log_likelihood(vae, batch, iw_samples, chunk_size=chunk_size, posterior=q).sum().item()
-            if kl_dim is not None:      # closed form only; a Monte-Carlo KL has no per-dimension split
-                kl_dims.append(kl_dim.sum(0))
-            means.append(q.mean.float().cpu())
-            keep = max(0, min(b, MI_MAX_EXAMPLES - n))  # posteriors that join the aggregate q(z)
-            mi_means.append(q.mean[:keep].float().cpu())
-            mi_logvars.append(q.logvar[:keep].float().cpu())
-            n += b
-        if n == 0:
-            raise ValueError("evaluation got no examples")
-        # Inside the seeded, forked RNG: the z draws repeat and the caller's stream stays put.
-        # On the CPU, so the figure does not depend on the device the model runs on.
-        aggregate = DiagonalGaussian(torch.cat(mi_means), torch.cat(mi_logvars))
-        mi = mutual_information(aggregate).item()
-    au, _ = active_units(torch.cat(means))
-    return EvalResult(
-        n_examples=n,
-        elbo=totals["elbo"] / n,
-        reconstruction=totals["rec"] / n,
-        kl=totals["kl"] / n,
-        iw_nll=-totals["ll"] / n if iw_samples > 0 else None,
-        iw_samples=iw_samples,
-        active_units=au,
-        mutual_information=mi,
-        mutual_information_bound=math.log(len(aggregate.mean)),
-        mutual_information_examples=len(aggregate.mean),
-        kl_per_dim=(torch.stack(kl_dims).sum(0) / n).tolist() if kl_dims else [],
-        latent_dim=int(torch.cat(means).shape[-1]),
-    )
+            torch.manual_seed(block_seed(seed, b))
+            row, posterior = block_figures(vae, batch, iw_samples, chunk_size, keep=max(0, MI_MAX_EXAMPLES - n))
+            rows.append(row)
+            posteriors.append(posterior)
+            n += batch_size(batch)
+    if not rows:
+        raise ValueError("evaluation got no examples")
+    return block_result(torch.stack(rows), torch.cat(posteriors), iw_samples, seed)

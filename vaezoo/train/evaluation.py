@@ -17,28 +17,16 @@ plugin's own): rank 0 computes them alone, for the files it writes.
 
 from __future__ import annotations
 
-import math
 from typing import Callable, Iterable
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from vaezoo.core.batches import Batch, batch_size as examples_in, to_device
+from vaezoo.core.batches import Batch, to_device
 from vaezoo.core.data import dataset_length, examples_at, split_batches
-from vaezoo.core.distributions import DiagonalGaussian
-from vaezoo.core.estimators import MI_MAX_EXAMPLES, EvalResult, evaluation_mode, iw_log_likelihood, mutual_information
-from vaezoo.core.objectives import elbo_terms
+from vaezoo.core.estimators import MI_MAX_EXAMPLES, EvalResult, block_figures, block_result, block_seed, evaluation_mode
 from vaezoo.core.progress import progress
-from vaezoo.core.seeds import derive_seed
 from vaezoo.train.distributed import DistContext
-
-#: a latent dimension is active when its posterior mean varies more than this over the data
-#: (Burda et al. 2016; the threshold of ``vaezoo.core.estimators.active_units``)
-ACTIVE_UNIT_THRESHOLD = 0.01
-# A block's row (float64): its examples, whether the KL of each dimension is in closed form,
-# the sums of log p(x|z), KL, ELBO and log p(x) (IW); then per dimension the KL sum, the
-# posterior means' mean and their sum of squared deviations from it (3 * D numbers).
-_SUMS = 6
 
 
 def eval_blocks(n: int, size: int, max_examples: int | None = None) -> list[range]:
@@ -46,13 +34,6 @@ def eval_blocks(n: int, size: int, max_examples: int | None = None) -> list[rang
     first ``max_examples`` of ``n`` examples (all when None or 0); the last may be shorter."""
     end = min(n, max_examples) if max_examples else n
     return [range(start, min(start + size, end)) for start in range(0, end, size)]
-
-
-def block_seed(seed: int, b: int) -> int:
-    """The seed of block ``b``'s draws. Block 0 keeps the run's seed itself, whose stream
-    evaluations drew from before they were shared out: one that fits in a single batch
-    gives the figures it always gave."""
-    return seed if b == 0 else derive_seed(seed, "eval", b)
 
 
 class ShardedEvaluation:
@@ -93,7 +74,7 @@ class ShardedEvaluation:
         with evaluation_mode(vae, device, seed):
             for b, batch in zip(self.mine, batches):
                 torch.manual_seed(block_seed(seed, b))   # the block's draws, wherever it runs
-                row, posterior = _block(vae, to_device(batch, device), iw_samples, chunk_size, keep=self._kept(b))
+                row, posterior = block_figures(vae, to_device(batch, device), iw_samples, chunk_size, keep=self._kept(b))
                 rows.append(row)
                 posteriors.append(posterior)
         if not rows:
@@ -113,65 +94,13 @@ class ShardedEvaluation:
             kept = [self._kept(b) for b in blocks]
             if sum(kept):
                 per_block.update((b, p) for b, p in zip(blocks, posterior.split(kept)) if len(p))
-        if len(table) == 0:
+        if not per_block:
             raise ValueError("evaluation got no examples")
-        mean, logvar = torch.cat([per_block[b] for b in sorted(per_block)]).chunk(2, dim=1)
-        aggregate = DiagonalGaussian(mean, logvar)
-        with torch.random.fork_rng(devices=[]):
-            # Its own seed, so the figure does not depend on how many draws the blocks took.
-            torch.manual_seed(derive_seed(seed, "mutual_information"))
-            mi = mutual_information(aggregate).item()
-        return _result(table, aggregate, mi, iw_samples)
+        return block_result(table, torch.cat([per_block[b] for b in sorted(per_block)]), iw_samples, seed)
 
     def _kept(self, b: int) -> int:
         """How many of block ``b``'s examples join the aggregate posterior (the first MI_MAX_EXAMPLES do)."""
         return min(len(self.blocks[b]), max(0, MI_MAX_EXAMPLES - self.blocks[b].start))
-
-
-def _block(vae, batch: Batch, iw_samples: int, chunk_size: int, keep: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """One block's row of sums (float64), and the posteriors (mean, log-variance) of its first
-    ``keep`` examples for the aggregate posterior."""
-    terms = elbo_terms(vae, batch)   # the same terms training optimises
-    q = terms.posterior
-    ll = (iw_log_likelihood(vae, batch, iw_samples, chunk_size=chunk_size, posterior=q) if iw_samples > 0
-          else torch.zeros(1))   # q: the ELBO's posterior, one encoder pass for both
-    means = q.mean.detach().cpu().double()
-    center = means.mean(0)
-    closed_form = terms.kl_per_dim is not None     # a Monte-Carlo KL has no per-dimension split
-    kl_dims = terms.kl_per_dim.cpu().double().sum(0) if terms.kl_per_dim is not None else torch.zeros_like(center)
-    # Summed in float64 on the CPU (MPS has no float64), so no device rounds differently.
-    sums = [examples_in(batch), float(closed_form)] + [t.detach().cpu().double().sum().item() for t in (
-        terms.reconstruction, terms.kl, terms.elbo, ll)]
-    row = torch.cat([torch.tensor(sums, dtype=torch.float64), kl_dims, center, ((means - center) ** 2).sum(0)])
-    posterior = torch.cat([q.mean[:keep], q.logvar[:keep]], dim=1).float().cpu()
-    return row, posterior
-
-
-def _result(table: torch.Tensor, aggregate: DiagonalGaussian, mi: float, iw_samples: int) -> EvalResult:
-    """The figures of every block's row (``table``, in block order): sums add up, the
-    posterior means' variance comes from the blocks' moments (Chan et al.'s pairwise rule)."""
-    counts = table[:, 0]
-    n = int(counts.sum())
-    totals = table[:, 2:_SUMS].sum(0) / n
-    dim = (table.shape[1] - _SUMS) // 3
-    kl_dims, centers, squares = table[:, _SUMS:].split(dim, dim=1)
-    mean = (counts[:, None] * centers).sum(0) / n
-    spread = squares.sum(0) + (counts[:, None] * (centers - mean) ** 2).sum(0)
-    variance = spread / (n - 1) if n > 1 else torch.zeros(dim, dtype=torch.float64)
-    return EvalResult(
-        n_examples=n,
-        elbo=totals[2].item(),
-        reconstruction=totals[0].item(),
-        kl=totals[1].item(),
-        iw_nll=-totals[3].item() if iw_samples > 0 else None,
-        iw_samples=iw_samples,
-        active_units=int((variance > ACTIVE_UNIT_THRESHOLD).sum()),
-        mutual_information=mi,
-        mutual_information_bound=math.log(len(aggregate.mean)),
-        mutual_information_examples=len(aggregate.mean),
-        kl_per_dim=(kl_dims.sum(0) / n).tolist() if bool(table[:, 1].all()) else [],
-        latent_dim=dim,
-    )
 
 
 def evaluate_split(modality, vae, split: str, *, device, iw_samples: int | None = None,
