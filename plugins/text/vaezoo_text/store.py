@@ -37,7 +37,6 @@ from vaezoo_text.data import SplitPlan, split_examples
 
 STORE_FOLDER = "text-data"
 STORE_FORMAT = 1
-SPLIT_NAMES = ("train", "validation", "test")
 ENCODE_BATCH = 8192   # sentences per tokenizer call: large enough for its threads, small in memory
 
 
@@ -92,7 +91,7 @@ def _write_splits(folder: Path, cfg: DataConfig, plan: SplitPlan, encode: Callab
     dtype = np.dtype(np.uint16 if vocab_size <= 1 << 16 else np.uint32)
     classes = {name: i for i, name in enumerate(plan.label_names or [])}
     counts = {}
-    for split in SPLIT_NAMES:
+    for split in vaezoo.SPLITS:
         writer = _SplitWriter(folder, split, dtype, plan.label_names is not None)
         sentences: list[str] = []
         labels: list[int] = []
